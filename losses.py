@@ -1,0 +1,117 @@
+"""Gram-matrix texture losses (Gatys et al. 2015), as pure TF graph functions.
+
+Normalisation, and how it relates to the other common ones
+-----------------------------------------------------------
+For a layer with N feature maps of M = H*W positions, F is the M x N matrix of
+activations and
+
+    G = F^T F / (N * M)                                  (gram_matrix)
+    E = tf.nn.l2_loss(G_source - G_noise) / 2
+      = sum((G_source - G_noise)^2) / 4                  (get_l2_gram_loss_for_layer)
+
+Writing Ĝ = F^T F for the unnormalised Gram, this is exactly
+
+  * Gatys et al. 2015:      E = 1 / (4 N^2 M^2) * sum((Ĝ_s - Ĝ_n)^2)
+  * Coursera (deeplearning.ai) J_style_layer
+                            = 1 / (4 n_C^2 (n_H n_W)^2) * sum((Ĝ_s - Ĝ_n)^2)   (the same)
+  * PyTorch tutorial:       G_t = Ĝ / (d*h*w)  with d = N (batch 1),
+                            loss = mse(G_t_s, G_t_n) = sum((G_s - G_n)^2) / N^2
+                            = 4 E / N^2
+
+tests/test_losses.py proves each of these equalities numerically.
+
+Source statistics are precomputed: every function that takes `source` accepts
+either a model (anything with layer attributes, read with getattr) or a dict
+{layer: Gram matrix} computed once with `source_grams`, so the optimisation
+loop never runs the source image through VGG again.
+"""
+import math
+from collections.abc import Mapping
+
+import tensorflow as tf
+
+from vgg16 import CONV_LAYERS, LAYER_NAMES
+
+# The course's default: all 13 conv layers (after ReLU).
+GRAM_LAYERS = CONV_LAYERS
+# Gatys et al. 2015's texture layers.
+GATYS_LAYERS = ('conv1_1', 'pool1', 'pool2', 'pool3', 'pool4')
+WEIGHTINGS = ('mean', 'sum', 'geometric')
+GEOMETRIC_RATIO = 10.0  # 'geometric': each successive layer weighs 10x the previous
+
+
+def gram_matrix(features):
+    """[batch, H, W, N] feature maps -> [batch, N, N] Grams, G = F^T F / (N * M), M = H * W."""
+    shape = tf.shape(features)
+    batch, positions, channels = shape[0], shape[1] * shape[2], shape[3]
+    flat = tf.reshape(features, tf.stack([batch, positions, channels]))  # [batch, M, N]
+    gram = tf.matmul(flat, flat, transpose_a=True)                        # [batch, N, N]
+    return gram / tf.cast(channels * positions, features.dtype)
+
+
+def _source_gram(source, layer, dtype):
+    if isinstance(source, Mapping):
+        return tf.constant(source[layer], dtype=dtype)
+    return gram_matrix(getattr(source, layer))
+
+
+def get_l2_gram_loss_for_layer(noise, source, layer):
+    """sum((G_source - G_noise)^2) / 4 for one layer (summed over the batch)."""
+    noise_gram = gram_matrix(getattr(noise, layer))
+    source_gram = _source_gram(source, layer, noise_gram.dtype)
+    return tf.nn.l2_loss(source_gram - noise_gram) / 2
+
+
+def layer_weights(layers=GRAM_LAYERS, weighting='mean'):
+    """Resolve a weighting into an explicit {layer: weight} dict (network order).
+
+    'mean'      1/L each: the course's reference, the mean over the L layers
+    'sum'       1 each
+    'geometric' 10, 100, 1000, ... in network order: deeper layers dominate
+    a mapping   {layer: weight}, used as given (the total is sum w_l * E_l)
+    """
+    if isinstance(weighting, Mapping):
+        weights = {layer: float(weight) for layer, weight in weighting.items()}
+    else:
+        ordered = sorted(layers, key=LAYER_NAMES.index)
+        if weighting == 'mean':
+            weights = {layer: 1.0 / len(ordered) for layer in ordered}
+        elif weighting == 'sum':
+            weights = {layer: 1.0 for layer in ordered}
+        elif weighting == 'geometric':
+            weights = {layer: GEOMETRIC_RATIO ** (i + 1) for i, layer in enumerate(ordered)}
+        else:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS} or a mapping, not {weighting!r}")
+    check_layer_weights(weights)
+    return dict(sorted(weights.items(), key=lambda item: LAYER_NAMES.index(item[0])))
+
+
+def check_layer_weights(weights):
+    """ValueError (user-facing message) for unknown layers or weights that are not finite and >= 0."""
+    if not weights:
+        raise ValueError("no layers given")
+    for layer, weight in weights.items():
+        if layer not in LAYER_NAMES:
+            raise ValueError(f"unknown layer {layer!r}; layers are {', '.join(LAYER_NAMES)}")
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"weight of {layer} must be a finite number >= 0, not {weight}")
+    if not any(weights.values()):
+        raise ValueError("all layer weights are zero: nothing to optimise")
+
+
+def get_gram_losses(noise, source, layers=GRAM_LAYERS, weighting='mean'):
+    """(total, {layer: unweighted loss}): total = sum over layers of weight * loss."""
+    weights = layer_weights(layers, weighting)
+    per_layer = {layer: get_l2_gram_loss_for_layer(noise, source, layer) for layer in weights}
+    total = tf.add_n([weight * per_layer[layer] for layer, weight in weights.items()])
+    return total, per_layer
+
+
+def get_gram_loss(noise, source, layers=GRAM_LAYERS, weighting='mean'):
+    """The weighted Gram loss over `layers` (see `layer_weights` for the weightings)."""
+    return get_gram_losses(noise, source, layers, weighting)[0]
+
+
+def source_grams(session, model, layers, feed_dict=None):
+    """Run `model` once and return {layer: Gram as numpy}, for use as `source` above."""
+    return session.run({layer: gram_matrix(getattr(model, layer)) for layer in layers}, feed_dict)

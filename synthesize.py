@@ -1,0 +1,162 @@
+"""The optimisation: build the TF1 graph once, then L-BFGS-B or Adam on the pixels.
+
+    for step, image, losses in synthesize(weights, source, (256, 256), {'conv1_1': 1, ...}):
+        ...   # image: [H, W, 3] in [0, 1]; losses: {'total': .., layer: ..}
+
+Yields once for the starting image (step 0) and then after every iteration.
+L-BFGS runs inside one scipy call (never restarted, so its curvature memory
+is kept), which hands back control through a callback; a small worker thread
+turns that callback into this generator, so both optimisers are driven by the
+same loop in train.py. The thread only runs while the caller asks for the next
+step, so the session is never used by two threads at once.
+"""
+import queue
+import threading
+
+import numpy as np
+import scipy.optimize
+import tensorflow as tf
+
+import losses
+import vgg16
+from utils import uniform_noise
+
+OPTIMIZERS = ('lbfgs', 'adam')
+# The course's Adam recipe (pixels in [0, 1]): learning rate by iteration.
+ADAM_BOUNDARIES = (200, 1500)
+ADAM_LEARNING_RATES = (0.01, 0.005, 0.001)
+# L-BFGS-B stops early on tiny relative progress (ftol) or gradient (gtol);
+# Gram losses keep improving in small relative steps, so run the iterations asked for.
+LBFGS_OPTIONS = {'ftol': 0.0, 'gtol': 0.0, 'maxcor': 10}
+
+
+class Graph:
+    """The synthesis graph: one image variable, its Gram losses and their gradient."""
+
+    def __init__(self, weights, source_image, output_shape, layer_weights, pooling='avg'):
+        self.graph = tf.Graph()
+        layers = list(layer_weights)
+        deepest = vgg16.deepest(layers)
+        with self.graph.as_default():
+            shared = vgg16.weight_tensors(weights)
+            # Source statistics: one forward pass now, constants afterwards.
+            source_model = vgg16.Vgg16(shared, pooling).build(tf.constant(source_image[None]), deepest)
+            self.session = tf.compat.v1.Session(graph=self.graph)
+            self.source_grams = losses.source_grams(self.session, source_model, layers)
+
+            height, width = output_shape
+            self.image = tf.compat.v1.get_variable(
+                'image', [1, height, width, 3], tf.float32, trainable=True,
+                initializer=tf.compat.v1.zeros_initializer())
+            self.noise_model = vgg16.Vgg16(shared, pooling).build(self.image, deepest)
+            self.total, self.per_layer = losses.get_gram_losses(
+                self.noise_model, self.source_grams, layers, layer_weights)
+            self.gradient = tf.gradients(self.total, self.image)[0]
+
+            self.new_image = tf.compat.v1.placeholder(tf.float32, [1, height, width, 3], 'new_image')
+            self.assign = self.image.assign(self.new_image)
+            self.step = tf.compat.v1.placeholder(tf.int64, [], 'step')
+            learning_rate = tf.compat.v1.train.piecewise_constant(
+                self.step, list(ADAM_BOUNDARIES), list(ADAM_LEARNING_RATES))
+            adam_step = tf.compat.v1.train.AdamOptimizer(learning_rate).minimize(
+                self.total, var_list=[self.image])
+            with tf.control_dependencies([adam_step]):
+                # Adam knows no bounds: project back onto valid pixels after each step.
+                self.adam_update = self.image.assign(tf.clip_by_value(self.image, 0.0, 1.0))
+            self.session.run(tf.compat.v1.global_variables_initializer())
+        self.graph.finalize()  # nothing may add ops inside the loop
+        self.losses = {'total': self.total, **self.per_layer}
+
+    def set_image(self, image):
+        self.session.run(self.assign, {self.new_image: image[None]})
+
+    def evaluate(self):
+        """({'total': float, layer: float, ...}, gradient [1, H, W, 3])."""
+        values, gradient = self.session.run([self.losses, self.gradient])
+        return {name: float(value) for name, value in values.items()}, gradient
+
+    def close(self):
+        self.session.close()
+
+
+def _adam(graph, start, iterations):
+    """Adam with the course's schedule; one forward+backward pass per step.
+
+    The losses fetched with an update come from the same forward pass, so
+    they belong to the image *before* that update: yield them with it.
+    """
+    image = start
+    for step in range(1, iterations + 1):
+        _, values = graph.session.run([graph.adam_update, graph.losses], {graph.step: step - 1})
+        yield step - 1, image, {name: float(value) for name, value in values.items()}
+        image = graph.session.run(graph.image)[0]
+    yield iterations, image, graph.evaluate()[0]
+
+
+def _lbfgs(graph, start, iterations):
+    """scipy's L-BFGS-B, one call, turned into a generator by a worker thread."""
+    shape = start.shape
+    last = {}  # the latest evaluation: scipy's callback gets x but not f
+
+    def loss_and_gradient(x):
+        graph.set_image(x.reshape(shape).astype(np.float32))
+        values, gradient = graph.evaluate()
+        last.update(x=x.copy(), values=values)
+        return values['total'], gradient.ravel().astype(np.float64)
+
+    # `steps` is unbounded so the worker never blocks on it after the consumer has gone.
+    steps, resume = queue.Queue(), queue.Queue(maxsize=1)
+    stop = object()
+
+    def callback(x):
+        if not np.array_equal(x, last['x']):
+            loss_and_gradient(x)
+        steps.put((x.reshape(shape).astype(np.float32), last['values']))
+        if resume.get() is stop:
+            raise StopIteration  # scipy stops on StopIteration raised in a callback
+
+    def worker():
+        try:
+            scipy.optimize.minimize(loss_and_gradient, start.ravel().astype(np.float64), jac=True,
+                                    method='L-BFGS-B', bounds=scipy.optimize.Bounds(np.zeros(start.size), np.ones(start.size)),
+                                    callback=callback, options={'maxiter': iterations, **LBFGS_OPTIONS})
+            steps.put(None)
+        except BaseException as error:  # hand any failure to the consumer thread
+            steps.put(error)
+
+    yield 0, start, graph.evaluate()[0]  # before the worker starts: one thread at a time
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    step = 0
+    try:
+        while True:
+            item = steps.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            step += 1
+            yield (step, *item)
+            resume.put(None)
+    finally:
+        if thread.is_alive():
+            # The consumer stopped early (Ctrl-C, break): let scipy finish its call and wait.
+            resume.put(stop)
+            thread.join()
+
+
+def synthesize(weights, source_image, output_shape, layer_weights, pooling='avg',
+               optimizer='lbfgs', iterations=200, seed=0, initial_image=None):
+    """Optimise an image whose Grams match `source_image`'s; yields (step, image, losses)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
+    graph = Graph(weights, source_image, output_shape, layer_weights, pooling)
+    try:
+        start = uniform_noise((*output_shape, 3), seed) if initial_image is None else initial_image
+        graph.set_image(start)
+        if optimizer == 'adam':
+            yield from _adam(graph, start, iterations)
+        else:
+            yield from _lbfgs(graph, start, iterations)
+    finally:
+        graph.close()

@@ -1,0 +1,159 @@
+"""Images and files: reading, resizing, noise, and writing outputs safely.
+
+Images are float32 numpy arrays [H, W, 3], RGB in [0, 1]. Every write goes to
+a temporary name in the same folder and is then renamed, so a crash or Ctrl-C
+never leaves a half-written file under the real name.
+"""
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+IMAGES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'images')
+
+
+class InputError(Exception):
+    """Bad user input; the message is shown as one line."""
+
+
+def find_image(name):
+    """A path as given, or a bare name looked up in the project's images/ folder."""
+    if os.path.isfile(name):
+        return name
+    shipped = os.path.join(IMAGES_DIR, name)
+    if os.path.dirname(name) == '' and os.path.isfile(shipped):
+        return shipped
+    available = ', '.join(sorted(f for f in os.listdir(IMAGES_DIR) if f.endswith(('.jpg', '.png'))))
+    raise InputError(f"image not found: {name} (shipped textures in images/: {available})")
+
+
+def load_image(path, size=None):
+    """Read an image as float RGB in [0, 1]; with `size`, scale its shorter side to `size`."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert('RGB')
+            if size:
+                image = resize_shorter_side(image, size)
+            return np.asarray(image, np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise InputError(f"cannot read {path} as an image ({error})") from None
+
+
+def resize_shorter_side(image, size):
+    width, height = image.size
+    scale = size / min(width, height)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(new_size, Image.LANCZOS) if new_size != image.size else image
+
+
+def to_uint8(image):
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def uniform_noise(shape, seed):
+    """Uniform noise in [0, 1] of `shape` [H, W, 3], reproducible from `seed` (Gatys' start)."""
+    return np.random.default_rng(seed).uniform(0.0, 1.0, shape).astype(np.float32)
+
+
+# ---------------------------------------------------------------- atomic writes
+
+def _atomic(path, write):
+    temporary = f'{path}.{os.getpid()}.tmp'
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def save_image(image, path):
+    return _atomic(path, lambda tmp: Image.fromarray(to_uint8(image)).save(tmp, format='PNG'))
+
+
+def save_json(data, path):
+    def write(tmp):
+        with open(tmp, 'w') as handle:
+            json.dump(data, handle, indent=2, sort_keys=False)
+            handle.write('\n')
+    return _atomic(path, write)
+
+
+def save_csv(rows, path):
+    """Rows are dicts with the same keys; the first row's keys are the header."""
+    def write(tmp):
+        with open(tmp, 'w', newline='') as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+            writer.writeheader()
+            writer.writerows(rows)
+    return _atomic(path, write)
+
+
+def save_side_by_side(images, labels, path, height=256, gap=8):
+    """A strip of images scaled to one height, each labelled underneath."""
+    tiles = []
+    for image in images:
+        tile = Image.fromarray(to_uint8(image))
+        tile = tile.resize((max(1, round(tile.width * height / tile.height)), height), Image.LANCZOS)
+        tiles.append(tile)
+    label_height = 16
+    strip = Image.new('RGB', (sum(t.width for t in tiles) + gap * (len(tiles) - 1),
+                              height + label_height), 'white')
+    draw = ImageDraw.Draw(strip)
+    x = 0
+    for tile, label in zip(tiles, labels):
+        strip.paste(tile, (x, 0))
+        draw.text((x + 2, height + 2), label, fill='black')
+        x += tile.width + gap
+    return _atomic(path, lambda tmp: strip.save(tmp, format='PNG'))
+
+
+def save_loss_plot(history, layers, path):
+    """Total and per-layer loss against step, log scale, as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')  # no display needed
+    import matplotlib.pyplot as plt
+    steps = [row['step'] for row in history]
+    figure, axis = plt.subplots(figsize=(7, 4.5), dpi=100)
+    axis.plot(steps, [row['total'] for row in history], color='black', linewidth=2, label='total')
+    for layer in layers:
+        axis.plot(steps, [row[layer] for row in history], linewidth=1, label=layer)
+    axis.set_yscale('log')
+    axis.set_xlabel('iteration')
+    axis.set_ylabel('Gram loss')
+    axis.legend(fontsize=7, ncol=2)
+    axis.grid(True, which='both', alpha=0.3)
+    figure.tight_layout()
+    _atomic(path, lambda tmp: figure.savefig(tmp, format='png'))
+    plt.close(figure)
+    return path
+
+
+class quiet_stderr:
+    """Send file descriptor 2 to a temporary file for a while (TensorFlow's C++ logs).
+
+    On an exception the captured text is written back, so nothing needed to
+    understand a failure is lost.
+    """
+
+    def __enter__(self):
+        import tempfile
+        self.capture = tempfile.TemporaryFile(mode='w+b')
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        os.dup2(self.capture.fileno(), 2)
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        if kind is not None and not issubclass(kind, KeyboardInterrupt):
+            self.capture.seek(0)
+            sys.stderr.write(self.capture.read().decode(errors='replace'))
+        self.capture.close()
+        return False

@@ -1,0 +1,108 @@
+"""VGG16 convolutional layers as a TF1 graph, with named layer tensors.
+
+    model = Vgg16(weights, pooling='avg')   # weights: {'conv1_1': (kernel, bias), ...}
+    model.build(rgb)                        # rgb: float32 [batch, H, W, 3], RGB in [0, 1]
+    getattr(model, 'conv3_2')               # [batch, H/4, W/4, 256] after ReLU
+
+Only the 13 conv layers and 5 pooling layers are built (no fully connected
+layers: textures need feature maps, and without them any input size works).
+Where the numbers come from is `weights.py`'s job.
+"""
+import numpy as np
+import tensorflow as tf
+
+# (name, output channels) in network order; a None width marks a pooling layer.
+ARCHITECTURE = (
+    ('conv1_1', 64), ('conv1_2', 64), ('pool1', None),
+    ('conv2_1', 128), ('conv2_2', 128), ('pool2', None),
+    ('conv3_1', 256), ('conv3_2', 256), ('conv3_3', 256), ('pool3', None),
+    ('conv4_1', 512), ('conv4_2', 512), ('conv4_3', 512), ('pool4', None),
+    ('conv5_1', 512), ('conv5_2', 512), ('conv5_3', 512), ('pool5', None),
+)
+LAYER_NAMES = tuple(name for name, _ in ARCHITECTURE)
+CONV_LAYERS = tuple(name for name, width in ARCHITECTURE if width is not None)
+POOLINGS = ('avg', 'max')
+
+# The weights were trained (in Caffe, then converted for Keras) on BGR images
+# in [0, 255] with this per-channel ImageNet mean subtracted, in BGR order.
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def downsampling(layer):
+    """How many 2x poolings come before `layer`'s output (pool layers count themselves)."""
+    index = LAYER_NAMES.index(layer)
+    return sum(1 for name in LAYER_NAMES[:index + 1] if name.startswith('pool'))
+
+
+def min_input_size(layer):
+    """Smallest image side for which `layer`'s feature map is at least 1x1."""
+    return 2 ** downsampling(layer)
+
+
+def deepest(layers):
+    """The layer of `layers` that comes last in the network."""
+    return max(layers, key=LAYER_NAMES.index)
+
+
+def weight_tensors(weights, dtype=tf.float32):
+    """Graph constants for a {conv name: (kernel HWIO, bias)} dict, made once and shared.
+
+    Pass the result to several Vgg16 models (e.g. one for the source, one for
+    the generated image) so the graph holds one copy of the 58 MB of weights.
+    """
+    with tf.compat.v1.name_scope('vgg16_weights'):
+        return {name: (tf.constant(np.asarray(kernel), dtype=dtype, name=name + '_kernel'),
+                       tf.constant(np.asarray(bias), dtype=dtype, name=name + '_bias'))
+                for name, (kernel, bias) in weights.items()}
+
+
+class Vgg16:
+    """The convolutional part of VGG16; layers become attributes after `build`.
+
+    `weights` is either the numpy dict from `weights.load_weights` or, to share
+    one set of constants between models, the result of `weight_tensors`.
+    """
+
+    def __init__(self, weights, pooling='avg'):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+        self.weights = weights
+        self.pooling = pooling
+        self.layers = {}
+
+    def build(self, rgb, up_to='pool5'):
+        """Create the layer tensors for `rgb` ([batch, H, W, 3] RGB in [0, 1]).
+
+        Stops after `up_to`: synthesis that only uses layers up to pool4 need
+        not pay for block 5 (a fifth of the FLOPs at no benefit).
+        """
+        if not all(isinstance(value[0], tf.Tensor) for value in self.weights.values()):
+            self.weights = weight_tensors(self.weights)
+        with tf.compat.v1.name_scope('vgg16'):
+            # RGB [0, 1] -> BGR [0, 255] minus the mean: what the weights expect.
+            bgr = tf.reverse(rgb, axis=[-1]) * 255.0 - tf.constant(IMAGENET_MEAN_BGR, rgb.dtype)
+            self.bgr = bgr
+            net = bgr
+            for name, width in ARCHITECTURE:
+                if width is None:
+                    net = self._pool(net, name)
+                else:
+                    kernel, bias = self.weights[name]
+                    net = tf.nn.conv2d(net, kernel, strides=1, padding='SAME', name=name + '_conv')
+                    net = tf.nn.relu(tf.nn.bias_add(net, bias), name=name)
+                self.layers[name] = net
+                setattr(self, name, net)
+                if name == up_to:
+                    break
+        return self
+
+    def _pool(self, net, name):
+        pool = tf.nn.avg_pool2d if self.pooling == 'avg' else tf.nn.max_pool2d
+        return pool(net, ksize=2, strides=2, padding='VALID', name=name)
+
+    def __getattr__(self, name):
+        # Only reached for attributes that don't exist: say why a layer is missing.
+        if name in LAYER_NAMES:
+            raise AttributeError(f"layer {name!r} was not built: call build() "
+                                 f"with up_to at or beyond it")
+        raise AttributeError(name)
