@@ -73,6 +73,7 @@ def layer_weights(layers=GRAM_LAYERS, weighting='mean'):
     if isinstance(weighting, Mapping):
         weights = {layer: float(weight) for layer, weight in weighting.items()}
     else:
+        check_layer_weights({layer: 1.0 for layer in layers})  # names first, before sorting by them
         ordered = sorted(layers, key=LAYER_NAMES.index)
         if weighting == 'mean':
             weights = {layer: 1.0 / len(ordered) for layer in ordered}

@@ -37,29 +37,40 @@ OUT = 'runs'
 SAVE_EVERY = 50
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (with a pointer to --help), not usage + error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Synthesise a new texture that matches a source image's VGG16 Gram matrices.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrors(
+        description="Synthesise a new texture that matches a source image's VGG16 Gram matrices.")
     parser.add_argument('--image', required=True,
                         help='source texture: a path, or a file name in images/ (e.g. texture1.jpg)')
-    parser.add_argument('--size', type=int, default=SIZE, help="source texture's shorter side in pixels")
+    parser.add_argument('--size', type=int, default=SIZE, help="source texture's shorter side in pixels (default: %(default)s)")
     parser.add_argument('--output-size', default=None, metavar='WxH',
                         help='size of the generated texture, e.g. 512 or 512x384; default: the source size')
-    parser.add_argument('--optimizer', choices=synthesize.OPTIMIZERS, default=OPTIMIZER)
+    parser.add_argument('--optimizer', choices=synthesize.OPTIMIZERS, default=OPTIMIZER,
+                        help='lbfgs: scipy L-BFGS-B with pixel bounds; adam: the course recipe '
+                             '(default: %(default)s)')
     parser.add_argument('--iterations', type=int, default=None,
                         help=f'default: {ITERATIONS["lbfgs"]} for lbfgs, {ITERATIONS["adam"]} for adam')
     parser.add_argument('--layers', default=LAYERS,
                         help='Gram layers, "conv1_1,pool1,..." weighted by --weighting, or explicit '
-                             'weights "conv1_1=1,pool1=0.5,..."; "all-conv" = the 13 conv layers')
+                             'weights "conv1_1=1,pool1=0.5,..."; "all-conv" = the 13 conv layers '
+                             '(default: %(default)s, Gatys et al. 2015)')
     parser.add_argument('--weighting', choices=losses.WEIGHTINGS, default=None,
                         help=f'how layer losses add up (default: {WEIGHTING}); '
                              'not with explicit weights in --layers')
-    parser.add_argument('--pooling', choices=vgg16.POOLINGS, default=POOLING)
-    parser.add_argument('--seed', type=int, default=SEED, help='seed of the starting noise')
-    parser.add_argument('--out', default=OUT, help='folder that receives one sub-folder per run')
+    parser.add_argument('--pooling', choices=vgg16.POOLINGS, default=POOLING,
+                        help='pooling in VGG16; avg gives smoother gradients (default: %(default)s)')
+    parser.add_argument('--seed', type=int, default=SEED, help='seed of the starting noise (default: %(default)s)')
+    parser.add_argument('--out', default=OUT, help='folder that receives one sub-folder per run (default: %(default)s)')
     parser.add_argument('--save-every', type=int, default=SAVE_EVERY,
-                        help='save an intermediate image every N iterations (0: only the final one)')
+                        help='save an intermediate image every N iterations, 0: only the final one '
+                             '(default: %(default)s)')
     parser.add_argument('--weights', default=None,
                         help=f'VGG16 weights file (.h5, .npz, .npy, .onnx, .whl); default: ${vgg_weights.ENV_VAR}, '
                              'then the cache, then a download')
@@ -228,6 +239,8 @@ def main(argv=None):
     if image is None:
         print(f"interrupted before the first step; nothing to save in {run_dir}", file=sys.stderr)
         return 130
+    if status == 'finished' and history[-1]['step'] < args.iterations:
+        status = 'converged'  # L-BFGS-B stops when no step lowers the loss any more
     config.update(status=status, iterations_done=history[-1]['step'],
                   seconds=round(time.time() - started, 2), final_loss=history[-1]['total'])
     save_outputs(run_dir, source, image, history, config, layers)

@@ -1,0 +1,207 @@
+"""train.py end to end: outputs, reproducibility, Ctrl-C, every bad input; real weights when present."""
+import csv
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import train
+from conftest import ROOT, real_weights_path
+from utils import load_image
+
+
+@pytest.fixture
+def small_texture(tmp_path):
+    """A 48 px colour texture (the shipped one, shrunk) in a temporary folder."""
+    path = str(tmp_path / 'small.png')
+    Image.open(os.path.join(ROOT, 'images', 'texture1.jpg')).resize((48, 48)).save(path)
+    return path
+
+
+def run_cli(args, capsys):
+    code = train.cli(args)
+    return code, capsys.readouterr().err
+
+
+def only_run_dir(out):
+    runs = sorted(glob.glob(os.path.join(out, '*')))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_end_to_end_writes_the_whole_run_folder(small_texture, tiny_weights_path, tmp_path, capsys):
+    out = str(tmp_path / 'runs')
+    code, err = run_cli(['--image', small_texture, '--size', '48', '--iterations', '6', '--save-every', '3',
+                         '--weights', tiny_weights_path, '--out', out, '--layers', 'conv1_1,pool1,pool2'],
+                        capsys)
+    assert code == 0, err
+    run = only_run_dir(out)
+    assert sorted(os.listdir(run)) == ['comparison.png', 'config.json', 'history.csv', 'loss.png',
+                                       'result.png', 'steps']
+    assert sorted(os.listdir(os.path.join(run, 'steps'))) == ['step_00003.png', 'step_00006.png']
+    assert Image.open(os.path.join(run, 'result.png')).size == (48, 48)
+    with open(os.path.join(run, 'history.csv')) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r['step']) for r in rows] == list(range(7))
+    assert set(rows[0]) == {'step', 'seconds', 'total', 'conv1_1', 'pool1', 'pool2'}
+    assert float(rows[-1]['total']) < float(rows[0]['total'])
+    config = json.load(open(os.path.join(run, 'config.json')))
+    assert config['status'] == 'finished'
+    assert config['layer_weights'] == {'conv1_1': 1.0, 'pool1': 1.0, 'pool2': 1.0}
+    assert config['weighting'] == 'sum' and config['optimizer'] == 'lbfgs' and config['seed'] == 0
+    assert config['weights_sha256'] and config['output_shape'] == [48, 48]
+    assert not glob.glob(os.path.join(run, '**', '*.tmp'), recursive=True)
+
+
+def test_adam_with_explicit_weights_and_larger_canvas(small_texture, tiny_weights_path, tmp_path, capsys):
+    out = str(tmp_path / 'runs')
+    code, err = run_cli(['--image', small_texture, '--size', '32', '--output-size', '64x40',
+                         '--optimizer', 'adam', '--iterations', '5', '--save-every', '0',
+                         '--layers', 'conv1_1=1,pool2=0.5', '--weights', tiny_weights_path, '--out', out],
+                        capsys)
+    assert code == 0, err
+    run = only_run_dir(out)
+    assert Image.open(os.path.join(run, 'result.png')).size == (64, 40)
+    assert os.listdir(os.path.join(run, 'steps')) == []
+    config = json.load(open(os.path.join(run, 'config.json')))
+    assert config['layer_weights'] == {'conv1_1': 1.0, 'pool2': 0.5} and config['weighting'] == 'explicit'
+    result = np.asarray(Image.open(os.path.join(run, 'result.png')))
+    assert result.min() >= 0 and result.max() <= 255
+
+
+def test_same_seed_same_output_and_another_seed_differs(small_texture, tiny_weights_path, tmp_path, capsys):
+    results = []
+    for run, seed in enumerate(['1', '1', '2']):
+        out = str(tmp_path / f'runs{run}')
+        code, err = run_cli(['--image', small_texture, '--size', '32', '--iterations', '5', '--seed', seed,
+                             '--weights', tiny_weights_path, '--out', out, '--layers', 'conv1_1,pool1'],
+                            capsys)
+        assert code == 0, err
+        results.append(np.asarray(Image.open(os.path.join(only_run_dir(out), 'result.png'))))
+    np.testing.assert_array_equal(results[0], results[1])
+    assert np.abs(results[0].astype(int) - results[2]).mean() > 1
+
+
+def test_bare_name_is_found_in_images(tiny_weights_path, tmp_path, capsys):
+    out = str(tmp_path / 'runs')
+    code, err = run_cli(['--image', 'texture1.jpg', '--size', '32', '--iterations', '1',
+                         '--weights', tiny_weights_path, '--out', out, '--layers', 'conv1_1'], capsys)
+    assert code == 0, err
+    assert os.path.basename(only_run_dir(out)).startswith('texture1-')
+
+
+# ---------------------------------------------------------------- bad input, as a user sees it
+
+def run_script(args, timeout=120):
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def bad_inputs(tmp_path_factory, tiny_weights_path):
+    folder = tmp_path_factory.mktemp('bad')
+    (folder / 'notes.jpg').write_text('this is not an image')
+    (folder / 'a_file').write_text('')
+    (folder / 'garbage.npz').write_bytes(b'PK\x03\x04 broken')
+    narrow = dict(np.load(tiny_weights_path))
+    narrow['conv2_1/kernel'] = narrow['conv2_1/kernel'][:, :, :1]
+    np.savez(folder / 'narrow.npz', **narrow)
+    return folder
+
+
+BAD_INPUTS = [
+    (['--image', 'no_such_texture.jpg'], 'image not found'),
+    (['--image', '{bad}/notes.jpg'], 'cannot read'),
+    (['--image', 'texture1.jpg', '--layers', 'conv1_1,conv9_9'], "unknown layer 'conv9_9'"),
+    (['--image', 'texture1.jpg', '--layers', 'conv1_1=1,pool1=-2'], 'must be a finite number >= 0'),
+    (['--image', 'texture1.jpg', '--layers', 'conv1_1=nan'], 'must be a finite number >= 0'),
+    (['--image', 'texture1.jpg', '--layers', 'conv1_1=1,pool1'], 'every layer or to none'),
+    (['--image', 'texture1.jpg', '--layers', 'conv1_1=1', '--weighting', 'sum'], 'cannot be combined'),
+    (['--image', 'texture1.jpg', '--size', '8'], 'too small for layer pool4'),
+    (['--image', 'texture1.jpg', '--output-size', '12x64'], 'too small for layer pool4'),
+    (['--image', 'texture1.jpg', '--output-size', 'big'], '--output-size must look like'),
+    (['--image', 'texture1.jpg', '--iterations', '0'], '--iterations must be at least 1'),
+    (['--image', 'texture1.jpg', '--out', '{bad}/a_file/runs'], 'cannot write to --out'),
+    (['--image', 'texture1.jpg', '--weights', '{bad}/garbage.npz'], 'cannot read weights'),
+    (['--image', 'texture1.jpg', '--weights', '{bad}/narrow.npz'], 'conv2_1 has kernel'),
+    (['--image', 'texture1.jpg', '--weights', '{bad}/missing.h5'], 'weights file not found'),
+    (['--image', 'texture1.jpg', '--weights', '{bad}/vgg16.npy'], 'weights file not found'),
+]
+
+
+@pytest.mark.parametrize('args, message', BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_input_is_one_line_and_nonzero_exit(bad_inputs, tiny_weights_path, args, message):
+    args = [a.replace('{bad}', str(bad_inputs)) for a in args]
+    if '--weights' not in args:
+        args += ['--weights', tiny_weights_path]
+    if '--out' not in args:
+        args += ['--out', str(bad_inputs / 'runs')]
+    result = run_script(args + ['--iterations', '2'] if '--iterations' not in args else args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not os.path.exists(bad_inputs / 'runs') or not os.listdir(bad_inputs / 'runs')
+
+
+def test_ctrl_c_keeps_the_image_and_history(small_texture, tiny_weights_path, tmp_path):
+    out = str(tmp_path / 'runs')
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'train.py'), '--image', small_texture, '--size', '32',
+         '--optimizer', 'adam', '--iterations', '1000000', '--save-every', '0',
+         '--weights', tiny_weights_path, '--out', out, '--layers', 'conv1_1,pool1'],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not glob.glob(os.path.join(out, '*')):
+        time.sleep(0.2)
+    time.sleep(3)  # the folder exists before the first step: let it take some
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert 'Traceback' not in err
+    run = only_run_dir(out)
+    config = json.load(open(os.path.join(run, 'config.json')))
+    assert config['status'] == 'interrupted' and config['iterations_done'] > 0
+    assert os.path.isfile(os.path.join(run, 'result.png'))
+    with open(os.path.join(run, 'history.csv')) as handle:
+        assert len(list(csv.DictReader(handle))) == config['iterations_done'] + 1
+    assert not glob.glob(os.path.join(run, '**', '*.tmp'), recursive=True)
+
+
+def test_help_shows_defaults():
+    result = run_script(['--help'])
+    assert result.returncode == 0
+    assert '(default: lbfgs)' in result.stdout and '(default: 256)' in result.stdout
+
+
+# ---------------------------------------------------------------- with the real weights
+
+def colour_distance(image, source):
+    """Mean per-channel 1-D Wasserstein distance between pixel value distributions."""
+    quantiles = np.linspace(0, 1, 101)
+    return np.mean([np.abs(np.quantile(image[..., c], quantiles) - np.quantile(source[..., c], quantiles)).mean()
+                    for c in range(3)])
+
+
+@pytest.mark.skipif(real_weights_path() is None,
+                    reason="real VGG16 weights absent: run 'python weights.py' to fetch them (CI does)")
+def test_real_weights_make_a_texture(tmp_path, capsys):
+    out = str(tmp_path / 'runs')
+    code, err = run_cli(['--image', 'texture1.jpg', '--size', '64', '--iterations', '60',
+                         '--weights', real_weights_path(), '--out', out], capsys)
+    assert code == 0, err
+    run = only_run_dir(out)
+    with open(os.path.join(run, 'history.csv')) as handle:
+        totals = [float(row['total']) for row in csv.DictReader(handle)]
+    assert totals[-1] < totals[0] / 100, 'Gram loss should fall by orders of magnitude'
+    source = load_image(os.path.join(ROOT, 'images', 'texture1.jpg'), 64)
+    result = load_image(os.path.join(run, 'result.png'))
+    noise = np.random.default_rng(0).uniform(0, 1, source.shape)
+    assert colour_distance(result, source) < colour_distance(noise, source) / 3
