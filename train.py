@@ -29,8 +29,8 @@ with quiet_stderr():  # TensorFlow's start-up chatter says nothing a user can ac
 SIZE = 256                 # source texture's shorter side, pixels
 OPTIMIZER = 'lbfgs'
 ITERATIONS = {'lbfgs': 200, 'adam': 2000}
-LAYERS = ','.join(losses.GATYS_LAYERS)
-WEIGHTING = 'sum'
+LAYERS = 'all-conv'         # losses.GRAM_LAYERS, the course default: cleaner than Gatys' five (README)
+WEIGHTING = 'mean'
 POOLING = 'avg'
 SEED = 0
 OUT = 'runs'
@@ -60,7 +60,7 @@ def parse_args(argv=None):
     parser.add_argument('--layers', default=LAYERS,
                         help='Gram layers, "conv1_1,pool1,..." weighted by --weighting, or explicit '
                              'weights "conv1_1=1,pool1=0.5,..."; "all-conv" = the 13 conv layers '
-                             '(default: %(default)s, Gatys et al. 2015)')
+                             '(default: %(default)s; Gatys et al. 2015 used conv1_1,pool1,pool2,pool3,pool4)')
     parser.add_argument('--weighting', choices=losses.WEIGHTINGS, default=None,
                         help=f'how layer losses add up (default: {WEIGHTING}); '
                              'not with explicit weights in --layers')

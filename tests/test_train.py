@@ -54,8 +54,8 @@ def test_end_to_end_writes_the_whole_run_folder(small_texture, tiny_weights_path
     assert float(rows[-1]['total']) < float(rows[0]['total'])
     config = json.load(open(os.path.join(run, 'config.json')))
     assert config['status'] == 'finished'
-    assert config['layer_weights'] == {'conv1_1': 1.0, 'pool1': 1.0, 'pool2': 1.0}
-    assert config['weighting'] == 'sum' and config['optimizer'] == 'lbfgs' and config['seed'] == 0
+    assert config['layer_weights'] == pytest.approx({'conv1_1': 1 / 3, 'pool1': 1 / 3, 'pool2': 1 / 3})
+    assert config['weighting'] == 'mean' and config['optimizer'] == 'lbfgs' and config['seed'] == 0
     assert config['weights_sha256'] and config['output_shape'] == [48, 48]
     assert not glob.glob(os.path.join(run, '**', '*.tmp'), recursive=True)
 
@@ -124,8 +124,9 @@ BAD_INPUTS = [
     (['--image', 'texture1.jpg', '--layers', 'conv1_1=nan'], 'must be a finite number >= 0'),
     (['--image', 'texture1.jpg', '--layers', 'conv1_1=1,pool1'], 'every layer or to none'),
     (['--image', 'texture1.jpg', '--layers', 'conv1_1=1', '--weighting', 'sum'], 'cannot be combined'),
-    (['--image', 'texture1.jpg', '--size', '8'], 'too small for layer pool4'),
-    (['--image', 'texture1.jpg', '--output-size', '12x64'], 'too small for layer pool4'),
+    (['--image', 'texture1.jpg', '--size', '8'], 'too small for layer conv5_3: it needs at least 16 px'),
+    (['--image', 'texture1.jpg', '--output-size', '12x64'], 'too small for layer conv5_3'),
+    (['--image', 'texture1.jpg', '--size', '12', '--layers', 'pool4'], 'too small for layer pool4'),
     (['--image', 'texture1.jpg', '--output-size', 'big'], '--output-size must look like'),
     (['--image', 'texture1.jpg', '--iterations', '0'], '--iterations must be at least 1'),
     (['--image', 'texture1.jpg', '--out', '{bad}/a_file/runs'], 'cannot write to --out'),
