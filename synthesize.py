@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import losses
 import vgg16
-from utils import uniform_noise
+from utils import initial_image as make_initial_image
 
 OPTIMIZERS = ('lbfgs', 'adam')
 # The course's Adam recipe (pixels in [0, 1]): learning rate by iteration.
@@ -146,13 +146,14 @@ def _lbfgs(graph, start, iterations):
 
 
 def synthesize(weights, source_image, output_shape, layer_weights, pooling='avg',
-               optimizer='lbfgs', iterations=200, seed=0, initial_image=None):
+               optimizer='lbfgs', iterations=200, seed=0, init='mean-noise', initial_image=None):
     """Optimise an image whose Grams match `source_image`'s; yields (step, image, losses)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
     graph = Graph(weights, source_image, output_shape, layer_weights, pooling)
     try:
-        start = uniform_noise((*output_shape, 3), seed) if initial_image is None else initial_image
+        start = (make_initial_image(source_image, (*output_shape, 3), seed, init)
+                 if initial_image is None else initial_image)
         graph.set_image(start)
         if optimizer == 'adam':
             yield from _adam(graph, start, iterations)

