@@ -238,20 +238,30 @@ def main(argv=None):
                 utils.save_csv(history, os.path.join(run_dir, 'history.csv'))
     except KeyboardInterrupt:
         status = 'interrupted'
+    except Exception as error:  # keep what was made, then let cli() report the error
+        status = f'failed: {type(error).__name__}'
+        raise
     finally:
         bar.close()
         steps.close()
+        finish_run(run_dir, source, image, history, config, layers, status, args.iterations, started)
+    return 130 if status == 'interrupted' else 0
+
+
+def finish_run(run_dir, source, image, history, config, layers, status, iterations, started):
+    """Write the run's outputs, whatever ended it."""
     if image is None:
-        print(f"interrupted before the first step; nothing to save in {run_dir}", file=sys.stderr)
-        return 130
-    if status == 'finished' and history[-1]['step'] < args.iterations:
+        config.update(status=status, iterations_done=0)
+        utils.save_json(config, os.path.join(run_dir, 'config.json'))
+        print(f"{status} before the first step; nothing to save in {run_dir}", file=sys.stderr)
+        return
+    if status == 'finished' and history[-1]['step'] < iterations:
         status = 'converged'  # L-BFGS-B stops when no step lowers the loss any more
     config.update(status=status, iterations_done=history[-1]['step'],
                   seconds=round(time.time() - started, 2), final_loss=history[-1]['total'])
     save_outputs(run_dir, source, image, history, config, layers)
     print(f"{status}: {history[-1]['step']} iterations, loss {history[0]['total']:.3e} -> "
           f"{history[-1]['total']:.3e}, result in {os.path.join(run_dir, 'result.png')}", file=sys.stderr)
-    return 130 if status == 'interrupted' else 0
 
 
 def cli(argv=None):

@@ -206,3 +206,25 @@ def test_real_weights_make_a_texture(tmp_path, capsys):
     result = load_image(os.path.join(run, 'result.png'))
     noise = np.random.default_rng(0).uniform(0, 1, source.shape)
     assert colour_distance(result, source) < colour_distance(noise, source) / 2
+
+
+def test_a_failure_mid_run_keeps_what_was_made(small_texture, tiny_weights_path, tmp_path, capsys,
+                                               monkeypatch):
+    import synthesize
+    real = synthesize.synthesize
+
+    def breaks_after_two_steps(*args, **kwargs):
+        for step, image, losses in real(*args, **kwargs):
+            if step == 3:
+                raise RuntimeError('simulated failure')
+            yield step, image, losses
+
+    monkeypatch.setattr(synthesize, 'synthesize', breaks_after_two_steps)
+    out = str(tmp_path / 'runs')
+    with pytest.raises(RuntimeError):
+        train.cli(['--image', small_texture, '--size', '32', '--iterations', '10', '--layers', 'conv1_1',
+                   '--weights', tiny_weights_path, '--out', out])
+    run = only_run_dir(out)
+    config = json.load(open(os.path.join(run, 'config.json')))
+    assert config['status'] == 'failed: RuntimeError' and config['iterations_done'] == 2
+    assert os.path.isfile(os.path.join(run, 'result.png'))
