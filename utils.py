@@ -113,12 +113,17 @@ def save_csv(rows, path):
 
 
 def save_side_by_side(images, labels, path, height=256, gap=8):
-    """A strip of images scaled to one height, each labelled underneath."""
+    """A strip of images, each labelled underneath, all at one scale (the tallest is `height`).
+
+    One scale for all, so a texture's features compare at their true size even
+    when the result is larger than the source.
+    """
+    scale = height / max(image.shape[0] for image in images)
     tiles = []
     for image in images:
         tile = Image.fromarray(to_uint8(image))
-        tile = tile.resize((max(1, round(tile.width * height / tile.height)), height), Image.LANCZOS)
-        tiles.append(tile)
+        size = (max(1, round(tile.width * scale)), max(1, round(tile.height * scale)))
+        tiles.append(tile.resize(size, Image.LANCZOS))
     label_height = 16
     strip = Image.new('RGB', (sum(t.width for t in tiles) + gap * (len(tiles) - 1),
                               height + label_height), 'white')

@@ -228,3 +228,16 @@ def test_a_failure_mid_run_keeps_what_was_made(small_texture, tiny_weights_path,
     config = json.load(open(os.path.join(run, 'config.json')))
     assert config['status'] == 'failed: RuntimeError' and config['iterations_done'] == 2
     assert os.path.isfile(os.path.join(run, 'result.png'))
+
+
+@pytest.mark.skipif(real_weights_path() is None,
+                    reason="real VGG16 weights absent: run 'python weights.py' to fetch them (CI does)")
+def test_real_weights_same_seed_same_output(tmp_path, capsys):
+    results = []
+    for run in range(2):
+        out = str(tmp_path / f'runs{run}')
+        code, err = run_cli(['--image', 'texture2.jpg', '--size', '48', '--iterations', '8', '--save-every', '0',
+                             '--weights', real_weights_path(), '--out', out], capsys)
+        assert code == 0, err
+        results.append(open(os.path.join(only_run_dir(out), 'result.png'), 'rb').read())
+    assert results[0] == results[1]

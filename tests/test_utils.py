@@ -57,3 +57,11 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
 @pytest.mark.parametrize('text, shape', [('512', (512, 512)), ('512x384', (384, 512)), ('64X32', (32, 64))])
 def test_parse_size(text, shape):
     assert train.parse_size(text) == shape
+
+
+def test_side_by_side_keeps_one_scale(tmp_path):
+    from PIL import Image
+    path = str(tmp_path / 'strip.png')
+    utils.save_side_by_side([np.zeros((32, 32, 3)), np.ones((64, 96, 3))], ['source', 'result'], path, height=128)
+    strip = Image.open(path)
+    assert strip.size == (64 + 8 + 192, 128 + 16)  # the 32 px source at the same 2x scale as the result
