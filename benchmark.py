@@ -76,8 +76,10 @@ def main():
     parser.add_argument('--sizes', type=int, nargs='+', default=list(SIZES), help='(default: %(default)s)')
     parser.add_argument('--optimizers', nargs='+', choices=OPTIMIZERS, default=list(OPTIMIZERS),
                         help='(default: %(default)s)')
-    parser.add_argument('--lbfgs-iterations', type=int, default=ITERATIONS['lbfgs'], help='(default: %(default)s)')
-    parser.add_argument('--adam-iterations', type=int, default=ITERATIONS['adam'], help='(default: %(default)s)')
+    parser.add_argument('--lbfgs-iterations', type=int, default=ITERATIONS['lbfgs'],
+                        help='(default: %(default)s)')
+    parser.add_argument('--adam-iterations', type=int, default=ITERATIONS['adam'],
+                        help='(default: %(default)s)')
     parser.add_argument('--layers', default=None, help='(default: the train.py default)')
     parser.add_argument('--weighting', default=None, help='(default: the train.py default)')
     parser.add_argument('--seed', type=int, default=0, help='(default: %(default)s)')
@@ -94,7 +96,8 @@ def main():
         return
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}; image {args.image}, layers {args.layers or 'train.py default'}", flush=True)
+          f"python {platform.python_version()}; image {args.image}, "
+          f"layers {args.layers or 'train.py default'}", flush=True)
     rows = []
     for size in args.sizes:
         for optimizer in args.optimizers:

@@ -118,7 +118,8 @@ def _lbfgs(graph, start, iterations):
     def worker():
         try:
             scipy.optimize.minimize(loss_and_gradient, start.ravel().astype(np.float64), jac=True,
-                                    method='L-BFGS-B', bounds=scipy.optimize.Bounds(np.zeros(start.size), np.ones(start.size)),
+                                    method='L-BFGS-B',
+                                    bounds=scipy.optimize.Bounds(np.zeros(start.size), np.ones(start.size)),
                                     callback=callback, options={'maxiter': iterations, **LBFGS_OPTIONS})
             steps.put(None)
         except BaseException as error:  # hand any failure to the consumer thread

@@ -51,7 +51,8 @@ def parse_args(argv=None):
         description="Synthesise a new texture that matches a source image's VGG16 Gram matrices.")
     parser.add_argument('--image', required=True,
                         help='source texture: a path, or a file name in images/ (e.g. texture1.jpg)')
-    parser.add_argument('--size', type=int, default=SIZE, help="source texture's shorter side in pixels (default: %(default)s)")
+    parser.add_argument('--size', type=int, default=SIZE,
+                        help="source texture's shorter side in pixels (default: %(default)s)")
     parser.add_argument('--output-size', default=None, metavar='WxH',
                         help='size of the generated texture, e.g. 512 or 512x384; default: the source size')
     parser.add_argument('--optimizer', choices=synthesize.OPTIMIZERS, default=OPTIMIZER,
@@ -71,13 +72,16 @@ def parse_args(argv=None):
     parser.add_argument('--init', choices=utils.INITS, default=INIT,
                         help="starting image: the source's mean colour plus faint noise, or Gatys' "
                              'uniform noise (default: %(default)s)')
-    parser.add_argument('--seed', type=int, default=SEED, help='seed of the starting noise (default: %(default)s)')
-    parser.add_argument('--out', default=OUT, help='folder that receives one sub-folder per run (default: %(default)s)')
+    parser.add_argument('--seed', type=int, default=SEED,
+                        help='seed of the starting noise (default: %(default)s)')
+    parser.add_argument('--out', default=OUT,
+                        help='folder that receives one sub-folder per run (default: %(default)s)')
     parser.add_argument('--save-every', type=int, default=SAVE_EVERY,
                         help='save an intermediate image every N iterations, 0: only the final one '
                              '(default: %(default)s)')
     parser.add_argument('--weights', default=None,
-                        help=f'VGG16 weights file (.h5, .npz, .npy, .onnx, .whl); default: ${vgg_weights.ENV_VAR}, '
+                        help='VGG16 weights file (.h5, .npz, .npy, .onnx, .whl); '
+                             f'default: ${vgg_weights.ENV_VAR}, '
                              'then the cache, then a download')
     parser.add_argument('--allow-pickle', action='store_true',
                         help="allow a pickled vgg16.npy (loading a pickle runs the file's code)")

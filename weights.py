@@ -19,7 +19,6 @@ Run `python weights.py` to fetch the weights into the cache ahead of time.
 """
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
