@@ -30,6 +30,13 @@ ADAM_LEARNING_RATES = (0.01, 0.005, 0.001)
 LBFGS_OPTIONS = {'ftol': 0.0, 'gtol': 0.0, 'maxcor': 10}
 
 
+def session_config():
+    """CPU or GPU, whichever TensorFlow sees; on a GPU take memory as needed, not all at once."""
+    config = tf.compat.v1.ConfigProto(allow_soft_placement=True)  # int64 step counters stay on the CPU
+    config.gpu_options.allow_growth = True  # a shared lab GPU keeps room for others
+    return config
+
+
 class Graph:
     """The synthesis graph: one image variable, its Gram losses and their gradient."""
 
@@ -41,7 +48,7 @@ class Graph:
             shared = vgg16.weight_tensors(weights)
             # Source statistics: one forward pass now, constants afterwards.
             source_model = vgg16.Vgg16(shared, pooling).build(tf.constant(source_image[None]), deepest)
-            self.session = tf.compat.v1.Session(graph=self.graph)
+            self.session = tf.compat.v1.Session(graph=self.graph, config=session_config())
             self.source_grams = losses.source_grams(self.session, source_model, layers)
 
             height, width = output_shape
