@@ -59,11 +59,15 @@ def weight_tensors(weights, dtype=tf.float32):
 class Vgg16:
     """The convolutional part of VGG16; layers become attributes after `build`.
 
-    `weights` is either the numpy dict from `weights.load_weights` or, to share
-    one set of constants between models, the result of `weight_tensors`.
+    `weights` is the numpy dict from `weights.load_weights`, or, to share one
+    set of constants between models, the result of `weight_tensors`, or None
+    (as in the course's `Vgg16()`): the real weights, found as `weights.py` says.
     """
 
-    def __init__(self, weights, pooling='avg'):
+    def __init__(self, weights=None, pooling='avg'):
+        if weights is None:
+            import weights as vgg_weights  # here, not at the top: weights.py imports this module
+            weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         self.weights = weights

@@ -20,7 +20,7 @@ def test_every_layer_is_an_attribute_with_the_right_shape(tiny_weights):
     for name in vgg16.LAYER_NAMES:
         tensor = getattr(model, name)
         scale = 2 ** vgg16.downsampling(name)
-        width = TINY_WIDTHS[name[4]] if name.startswith('conv') else TINY_WIDTHS[name[4]]
+        width = TINY_WIDTHS[name[4]]  # pool layers keep their block's width
         assert tensor.shape.as_list() == [1, 64 // scale, 48 // scale, width], name
 
 
@@ -101,3 +101,10 @@ def test_real_network_separates_textures(real_weights):
         stripe_features = session.run(model.conv3_1, {rgb: stripes})
     # Edges excite conv3_1 far more than a flat grey image does.
     assert stripe_features.mean() > 3 * flat_features[:, 4:-4, 4:-4].mean()
+
+
+def test_no_argument_constructor_finds_weights_like_the_course(tiny_weights_path, monkeypatch):
+    monkeypatch.setenv('VGG16_WEIGHTS', tiny_weights_path)
+    with tf.Graph().as_default():
+        model = vgg16.Vgg16().build(tf.zeros([1, 32, 32, 3]))
+    assert model.conv5_3.shape.as_list() == [1, 2, 2, TINY_WIDTHS['5']]
