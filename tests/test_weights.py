@@ -228,3 +228,20 @@ def test_real_weights_are_imagenet_vgg16(real_weights):
 def test_pickle_module_is_not_used_for_npz(monkeypatch, tiny_weights_path):
     monkeypatch.setattr(pickle, 'loads', lambda *a, **k: pytest.fail('unpickled an npz'))
     assert set(vgg_weights.load_weights(tiny_weights_path)) == set(CONV_LAYERS)
+
+
+def test_h5_written_by_keras_itself(tmp_path):
+    """Keras' own legacy .h5 writer (the format of the official notop file), not our imitation."""
+    keras = pytest.importorskip('keras')
+    legacy = pytest.importorskip('keras.src.legacy.saving.legacy_h5_format')
+    import h5py
+    model = keras.applications.VGG16(weights=None, include_top=False)
+    path = str(tmp_path / 'keras_vgg16_notop.h5')
+    with h5py.File(path, 'w') as handle:
+        legacy.save_weights_to_hdf5_group(handle, model)
+    loaded = vgg_weights.load_weights(path)
+    assert vgg_weights.is_full_vgg16(loaded)
+    for name in CONV_LAYERS:
+        kernel, bias = model.get_layer(vgg_weights.keras_layer_name(name)).get_weights()
+        np.testing.assert_array_equal(loaded[name][0], kernel)
+        np.testing.assert_array_equal(loaded[name][1], bias)
