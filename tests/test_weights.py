@@ -230,6 +230,7 @@ def test_pickle_module_is_not_used_for_npz(monkeypatch, tiny_weights_path):
     assert set(vgg_weights.load_weights(tiny_weights_path)) == set(CONV_LAYERS)
 
 
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')  # Keras' own, about numpy 2's copy keyword
 def test_h5_written_by_keras_itself(tmp_path):
     """Keras' own legacy .h5 writer (the format of the official notop file), not our imitation."""
     keras = pytest.importorskip('keras')
