@@ -40,7 +40,7 @@ def session_config():
 class Graph:
     """The synthesis graph: one image variable, its Gram losses and their gradient."""
 
-    def __init__(self, weights, source_image, output_shape, layer_weights, pooling='avg'):
+    def __init__(self, weights, source_image, output_shape, layer_weights, pooling='avg', optimizer='lbfgs'):
         self.graph = tf.Graph()
         layers = list(layer_weights)
         deepest = vgg16.deepest(layers)
@@ -62,14 +62,15 @@ class Graph:
 
             self.new_image = tf.compat.v1.placeholder(tf.float32, [1, height, width, 3], 'new_image')
             self.assign = self.image.assign(self.new_image)
-            self.step = tf.compat.v1.placeholder(tf.int64, [], 'step')
-            learning_rate = tf.compat.v1.train.piecewise_constant(
-                self.step, list(ADAM_BOUNDARIES), list(ADAM_LEARNING_RATES))
-            adam_step = tf.compat.v1.train.AdamOptimizer(learning_rate).minimize(
-                self.total, var_list=[self.image])
-            with tf.control_dependencies([adam_step]):
-                # Adam knows no bounds: project back onto valid pixels after each step.
-                self.adam_update = self.image.assign(tf.clip_by_value(self.image, 0.0, 1.0))
+            if optimizer == 'adam':  # L-BFGS needs none of this: it only asks for loss and gradient
+                self.step = tf.compat.v1.placeholder(tf.int64, [], 'step')
+                learning_rate = tf.compat.v1.train.piecewise_constant(
+                    self.step, list(ADAM_BOUNDARIES), list(ADAM_LEARNING_RATES))
+                adam_step = tf.compat.v1.train.AdamOptimizer(learning_rate).minimize(
+                    self.total, var_list=[self.image])
+                with tf.control_dependencies([adam_step]):
+                    # Adam knows no bounds: project back onto valid pixels after each step.
+                    self.adam_update = self.image.assign(tf.clip_by_value(self.image, 0.0, 1.0))
             self.session.run(tf.compat.v1.global_variables_initializer())
         self.graph.finalize()  # nothing may add ops inside the loop
         self.losses = {'total': self.total, **self.per_layer}
@@ -158,7 +159,7 @@ def synthesize(weights, source_image, output_shape, layer_weights, pooling='avg'
     """Optimise an image whose Grams match `source_image`'s; yields (step, image, losses)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
-    graph = Graph(weights, source_image, output_shape, layer_weights, pooling)
+    graph = Graph(weights, source_image, output_shape, layer_weights, pooling, optimizer)
     try:
         start = (make_initial_image(source_image, (*output_shape, 3), seed, init)
                  if initial_image is None else initial_image)
