@@ -43,8 +43,8 @@ def measure(image, size, optimizer, iterations, layers, weighting, seed, out):
     started = time.perf_counter()
     times, totals = [], []
     with quiet_stderr():
-        steps = synthesize.synthesize(network_weights, source, source.shape[:2], layer_weights,
-                                      optimizer=optimizer, iterations=iterations, seed=seed)
+        steps = synthesize.synthesize(network_weights, synthesize.Objective.texture(source, layer_weights),
+                                      source.shape[:2], optimizer=optimizer, iterations=iterations, seed=seed)
         step, image_out, losses = next(steps)  # builds the graph and the source statistics
     setup = time.perf_counter() - started
     times.append(0.0)

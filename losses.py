@@ -116,3 +116,34 @@ def get_gram_loss(noise, source, layers=GRAM_LAYERS, weighting='mean'):
 def source_grams(session, model, layers, feed_dict=None):
     """Run `model` once and return {layer: Gram as numpy}, for use as `source` above."""
     return session.run({layer: gram_matrix(getattr(model, layer)) for layer in layers}, feed_dict)
+
+
+# ------------------------------------------------------------ style transfer
+
+# Gatys et al. 2016 and most implementations keep the content on conv4_2.
+CONTENT_LAYERS = ('conv4_2',)
+
+
+def content_loss_for_layer(noise_features, content_features):
+    """sum((F - P)^2) / (4 N M) for [1, H, W, N] feature maps, M = H * W.
+
+    This is Coursera's J_content = 1/(4 n_H n_W n_C) * sum((a_C - a_G)^2): divided
+    by the layer's size, so the content weight means the same at any image size.
+    Gatys et al. 2016 use sum((F - P)^2) / 2 and the Keras example sum((F - P)^2),
+    i.e. 2 N M and 4 N M times this one (tests/test_losses.py checks both).
+    """
+    difference = noise_features - tf.constant(content_features, noise_features.dtype)
+    size = tf.cast(tf.size(difference), noise_features.dtype)  # batch 1: N * M
+    return tf.reduce_sum(tf.square(difference)) / (4.0 * size)
+
+
+def total_variation_loss(image):
+    """Mean squared difference between neighbouring pixels, [1, H, W, 3] in [0, 1].
+
+    Squared (not absolute) differences, like the Keras example's beta = 2 and
+    Mahendran & Vedaldi: smooth everywhere, so L-BFGS sees no kinks. A mean,
+    not a sum, so --tv-weight does not depend on the image size.
+    """
+    down = image[:, 1:, :, :] - image[:, :-1, :, :]
+    right = image[:, :, 1:, :] - image[:, :, :-1, :]
+    return tf.reduce_mean(tf.square(down)) + tf.reduce_mean(tf.square(right))

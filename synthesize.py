@@ -1,6 +1,10 @@
 """The optimisation: build the TF1 graph once, then L-BFGS-B or Adam on the pixels.
 
-    for step, image, losses in synthesize(weights, source, (256, 256), {'conv1_1': 1, ...}):
+One loop for texture synthesis and style transfer: they differ only in the
+Objective (which losses, towards which images).
+
+    objective = Objective.texture(source, {'conv1_1': 1, ...})
+    for step, image, losses in synthesize(weights, objective, (256, 256)):
         ...   # image: [H, W, 3] in [0, 1]; losses: {'total': .., layer: ..}
 
 Yields once for the starting image (step 0) and then after every iteration.
@@ -10,6 +14,7 @@ turns that callback into this generator, so both optimisers are driven by the
 same loop in train.py. The thread only runs while the caller asks for the next
 step, so the session is never used by two threads at once.
 """
+import dataclasses
 import queue
 import threading
 
@@ -37,27 +42,91 @@ def session_config():
     return config
 
 
-class Graph:
-    """The synthesis graph: one image variable, its Gram losses and their gradient."""
+@dataclasses.dataclass
+class Objective:
+    """What the image is optimised towards.
 
-    def __init__(self, weights, source_image, output_shape, layer_weights, pooling='avg', optimizer='lbfgs'):
+    Texture synthesis is style alone (one style image, the source texture);
+    style transfer adds a content image and total variation:
+
+        total = style_weight * sum_l w_l E_l(G_target)         (losses.get_gram_losses)
+              + content_weight * sum_l c_l J_content,l         (losses.content_loss_for_layer)
+              + tv_weight * TV                                 (losses.total_variation_loss)
+
+    With several style images the target Gram of each layer is their blend,
+    G_target = sum_k b_k G_k with the blend weights b_k scaled to sum to 1: this
+    has the same minimiser as sum_k b_k E_l(G_k), at 1/K of the graph.
+    """
+    style_images: list                  # [H, W, 3] arrays in [0, 1], any sizes
+    layer_weights: dict                 # {layer: weight} of the Gram (style) loss
+    style_blend: list = None            # one weight per style image; None: equal
+    style_weight: float = 1.0
+    content_image: np.ndarray = None    # [H, W, 3], the output's size
+    content_layers: dict = None         # {layer: weight}
+    content_weight: float = 0.0
+    tv_weight: float = 0.0
+
+    @classmethod
+    def texture(cls, source_image, layer_weights):
+        return cls([source_image], dict(layer_weights))
+
+    @property
+    def is_style_transfer(self):
+        return self.content_image is not None
+
+
+def blended_grams(grams_per_image, blend):
+    """{layer: sum_k b_k G_k} with b scaled to sum to 1."""
+    blend = np.asarray(blend if blend is not None else [1.0] * len(grams_per_image), np.float64)
+    blend = blend / blend.sum()
+    return {layer: sum(b * grams[layer] for b, grams in zip(blend, grams_per_image)).astype(np.float32)
+            for layer in grams_per_image[0]}
+
+
+class Graph:
+    """The synthesis graph: one image variable, its losses and their gradient."""
+
+    def __init__(self, weights, objective, output_shape, pooling='avg', optimizer='lbfgs'):
         self.graph = tf.Graph()
-        layers = list(layer_weights)
-        deepest = vgg16.deepest(layers)
+        style_layers = list(objective.layer_weights)
+        content_layers = dict(objective.content_layers or {}) if objective.is_style_transfer else {}
+        deepest = vgg16.deepest(style_layers + list(content_layers))
         with self.graph.as_default():
             shared = vgg16.weight_tensors(weights)
-            # Source statistics: one forward pass now, constants afterwards.
-            source_model = vgg16.Vgg16(shared, pooling).build(tf.constant(source_image[None]), deepest)
             self.session = tf.compat.v1.Session(graph=self.graph, config=session_config())
-            self.source_grams = losses.source_grams(self.session, source_model, layers)
+            # Source statistics: one forward pass per image now, constants afterwards.
+            target_grams = blended_grams(
+                [losses.source_grams(self.session, vgg16.Vgg16(shared, pooling).build(
+                    tf.constant(image[None]), deepest), style_layers)
+                 for image in objective.style_images],
+                objective.style_blend)
+            if content_layers:
+                content_model = vgg16.Vgg16(shared, pooling).build(
+                    tf.constant(objective.content_image[None]), deepest)
+                content_features = self.session.run(
+                    {layer: getattr(content_model, layer) for layer in content_layers})
 
             height, width = output_shape
             self.image = tf.compat.v1.get_variable(
                 'image', [1, height, width, 3], tf.float32, trainable=True,
                 initializer=tf.compat.v1.zeros_initializer())
             self.noise_model = vgg16.Vgg16(shared, pooling).build(self.image, deepest)
-            self.total, self.per_layer = losses.get_gram_losses(
-                self.noise_model, self.source_grams, layers, layer_weights)
+            style, per_layer = losses.get_gram_losses(
+                self.noise_model, target_grams, style_layers, objective.layer_weights)
+            self.losses = {'total': None}
+            terms = [objective.style_weight * style]
+            if objective.is_style_transfer:
+                content_per_layer = {layer: losses.content_loss_for_layer(
+                    getattr(self.noise_model, layer), content_features[layer]) for layer in content_layers}
+                content = tf.add_n([weight * content_per_layer[layer]
+                                    for layer, weight in content_layers.items()])
+                tv = losses.total_variation_loss(self.image)
+                terms += [objective.content_weight * content, objective.tv_weight * tv]
+                self.losses.update(style=style, content=content, tv=tv)
+                if len(content_layers) > 1:
+                    self.losses.update({f'content_{layer}': loss for layer, loss in content_per_layer.items()})
+            self.total = tf.add_n(terms)
+            self.losses.update(total=self.total, **per_layer)
             self.gradient = tf.gradients(self.total, self.image)[0]
 
             self.new_image = tf.compat.v1.placeholder(tf.float32, [1, height, width, 3], 'new_image')
@@ -73,7 +142,6 @@ class Graph:
                     self.adam_update = self.image.assign(tf.clip_by_value(self.image, 0.0, 1.0))
             self.session.run(tf.compat.v1.global_variables_initializer())
         self.graph.finalize()  # nothing may add ops inside the loop
-        self.losses = {'total': self.total, **self.per_layer}
 
     def set_image(self, image):
         self.session.run(self.assign, {self.new_image: image[None]})
@@ -154,14 +222,18 @@ def _lbfgs(graph, start, iterations):
             thread.join()
 
 
-def synthesize(weights, source_image, output_shape, layer_weights, pooling='avg',
-               optimizer='lbfgs', iterations=200, seed=0, init='mean-noise', initial_image=None):
-    """Optimise an image whose Grams match `source_image`'s; yields (step, image, losses)."""
+def synthesize(weights, objective, output_shape, pooling='avg', optimizer='lbfgs',
+               iterations=200, seed=0, init='mean-noise', initial_image=None):
+    """Optimise an image towards `objective` (an Objective); yields (step, image, losses).
+
+    The start is `initial_image` if given, else noise of kind `init` around the
+    first style image's colours (utils.initial_image).
+    """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
-    graph = Graph(weights, source_image, output_shape, layer_weights, pooling, optimizer)
+    graph = Graph(weights, objective, output_shape, pooling, optimizer)
     try:
-        start = (make_initial_image(source_image, (*output_shape, 3), seed, init)
+        start = (make_initial_image(objective.style_images[0], (*output_shape, 3), seed, init)
                  if initial_image is None else initial_image)
         graph.set_image(start)
         if optimizer == 'adam':

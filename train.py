@@ -1,42 +1,55 @@
-"""Texture synthesis from the command line: python train.py --image texture1.jpg
+"""Texture synthesis and style transfer from the command line.
 
-Optimises a noise image until its VGG16 Gram matrices match the source
-texture's (Gatys et al. 2015) and writes everything about the run to its own
-folder under --out: result.png, steps/, history.csv, config.json, loss.png and
-comparison.png (source | result).
+    python train.py --image texture1.jpg                            # a new texture like texture1
+    python train.py --content photo.jpg --style painting.jpg        # the photo, painted
+
+Texture synthesis optimises a noise image until its VGG16 Gram matrices match
+the source texture's (Gatys et al. 2015). Style transfer adds a content loss
+and total variation (Gatys et al. 2016). Either way everything about the run
+goes to its own folder under --out (see runs.py).
 """
 import argparse
-import datetime
 import itertools
+import math
 import os
-import platform
 import sys
 import time
+import types
 
 from utils import InputError, find_image, load_image, quiet_stderr
 
 with quiet_stderr():  # TensorFlow's start-up chatter says nothing a user can act on
     import numpy as np
-    import scipy
     import tensorflow as tf
+    from PIL import Image
     from tqdm import tqdm
 
+    import colour
     import losses
+    import runs
     import synthesize
     import utils
     import vgg16
     import weights as vgg_weights
 
-SIZE = 256                 # source texture's shorter side, pixels
+SIZE = 256                 # texture: the source's shorter side; style transfer: the output's, at most
 OPTIMIZER = 'lbfgs'
 ITERATIONS = {'lbfgs': 200, 'adam': 2000}
 LAYERS = 'all-conv'         # losses.GRAM_LAYERS, the course default: cleaner than Gatys' five (README)
 WEIGHTING = 'mean'
 POOLING = 'avg'
-INIT = 'mean-noise'       # cleaner than uniform noise at the same cost (README)
+INIT = {'texture': 'mean-noise',  # cleaner than uniform noise at the same cost (README)
+        'style': 'content'}       # fewer iterations than from noise, and the photo stays sharp
 SEED = 0
 OUT = 'runs'
 SAVE_EVERY = 50
+# Style transfer. Chosen by looking at results (README): the style loss is a mean
+# over 13 layers of Gram losses and the content loss is Coursera's J_content.
+CONTENT_LAYERS = ','.join(losses.CONTENT_LAYERS)
+CONTENT_WEIGHT = 5e3
+STYLE_WEIGHT = 1.0
+TV_WEIGHT = 1e6
+STYLE_SCALE = 1.0
 
 
 class OneLineErrors(argparse.ArgumentParser):
@@ -48,20 +61,26 @@ class OneLineErrors(argparse.ArgumentParser):
 
 def parse_args(argv=None):
     parser = OneLineErrors(
-        description="Synthesise a new texture that matches a source image's VGG16 Gram matrices.")
-    parser.add_argument('--image', required=True,
-                        help='source texture: a path, or a file name in images/ (e.g. texture1.jpg)')
+        description='Texture synthesis (--image) or style transfer (--content and --style) '
+                    'with VGG16 Gram matrices.')
+    mode = parser.add_argument_group('what to make (one of)')
+    mode.add_argument('--image', help='texture synthesis: the source texture, a path or a file name in '
+                                      'images/ (e.g. texture1.jpg)')
+    mode.add_argument('--content', help='style transfer: the content photo')
     parser.add_argument('--size', type=int, default=SIZE,
-                        help="source texture's shorter side in pixels (default: %(default)s)")
+                        help="texture: the source's shorter side in pixels; style transfer: the output's "
+                             "shorter side at most (the content image's own size if smaller) "
+                             "(default: %(default)s)")
     parser.add_argument('--output-size', default=None, metavar='WxH',
-                        help='size of the generated texture, e.g. 512 or 512x384; default: the source size')
+                        help='texture: size of the generated texture, e.g. 512 or 512x384; '
+                             'default: the source size')
     parser.add_argument('--optimizer', choices=synthesize.OPTIMIZERS, default=OPTIMIZER,
                         help='lbfgs: scipy L-BFGS-B with pixel bounds; adam: the course recipe '
                              '(default: %(default)s)')
     parser.add_argument('--iterations', type=int, default=None,
                         help=f'default: {ITERATIONS["lbfgs"]} for lbfgs, {ITERATIONS["adam"]} for adam')
     parser.add_argument('--layers', default=LAYERS,
-                        help='Gram layers, "conv1_1,pool1,..." weighted by --weighting, or explicit '
+                        help='Gram (style) layers, "conv1_1,pool1,..." weighted by --weighting, or explicit '
                              'weights "conv1_1=1,pool1=0.5,..."; "all-conv" = the 13 conv layers '
                              '(default: %(default)s; Gatys et al. 2015 used conv1_1,pool1,pool2,pool3,pool4)')
     parser.add_argument('--weighting', choices=losses.WEIGHTINGS, default=None,
@@ -69,9 +88,10 @@ def parse_args(argv=None):
                              'not with explicit weights in --layers')
     parser.add_argument('--pooling', choices=vgg16.POOLINGS, default=POOLING,
                         help='pooling in VGG16; avg gives smoother gradients (default: %(default)s)')
-    parser.add_argument('--init', choices=utils.INITS, default=INIT,
-                        help="starting image: the source's mean colour plus faint noise, or Gatys' "
-                             'uniform noise (default: %(default)s)')
+    parser.add_argument('--init', default=None,
+                        help=f"starting image: {', '.join(utils.INITS)} (noise around the source's mean colour, "
+                             "or Gatys' uniform noise), content (style transfer), or an image path "
+                             f"(default: {INIT['texture']} for textures, {INIT['style']} for style transfer)")
     parser.add_argument('--seed', type=int, default=SEED,
                         help='seed of the starting noise (default: %(default)s)')
     parser.add_argument('--out', default=OUT,
@@ -85,8 +105,43 @@ def parse_args(argv=None):
                              'then the cache, then a download')
     parser.add_argument('--allow-pickle', action='store_true',
                         help="allow a pickled vgg16.npy (loading a pickle runs the file's code)")
+    style = parser.add_argument_group('style transfer')
+    style.add_argument('--style', help='style image(s), comma-separated: a.jpg or a.jpg,b.jpg')
+    style.add_argument('--style-blend', default=None,
+                       help='one weight per style image, e.g. 0.7,0.3 (default: equal)')
+    style.add_argument('--style-scale', type=float, default=STYLE_SCALE,
+                       help="style image's shorter side relative to the output's: below 1 gives finer "
+                            "brush strokes, above 1 coarser (default: %(default)s)")
+    style.add_argument('--content-layers', default=CONTENT_LAYERS,
+                       help='content layers, "conv4_2" or "conv3_1=1,conv4_2=2" (several: their mean '
+                            'unless weighted) (default: %(default)s)')
+    style.add_argument('--content-weight', type=float, default=CONTENT_WEIGHT,
+                       help="weight of the content loss, Coursera's alpha (default: %(default)s)")
+    style.add_argument('--style-weight', type=float, default=STYLE_WEIGHT,
+                       help="weight of the style (Gram) loss, Coursera's beta (default: %(default)s)")
+    style.add_argument('--tv-weight', type=float, default=TV_WEIGHT,
+                       help='weight of the total-variation loss, against noise and '
+                            'checkerboard artefacts (default: %(default)s)')
+    style.add_argument('--preserve-colors', action='store_true',
+                       help="keep the content photo's colours: transfer on luminance only "
+                            '(Gatys et al. 2017)')
     args = parser.parse_args(argv)
 
+    args.mode = 'style' if args.content is not None or args.style is not None else 'texture'
+    if args.mode == 'texture':
+        if args.image is None:
+            parser.error("give --image (texture synthesis) or --content and --style (style transfer)")
+        style_only = [option for option in ('style_blend', 'preserve_colors') if getattr(args, option)]
+        if style_only:
+            parser.error(f"--{style_only[0].replace('_', '-')} is for style transfer (--content and --style)")
+    else:
+        if args.image is not None:
+            parser.error("--image (texture) and --content/--style (style transfer) do not mix")
+        if args.content is None or args.style is None:
+            parser.error("style transfer needs both --content and --style")
+        if args.output_size:
+            parser.error("--output-size is for textures: style transfer keeps the content's shape "
+                         "(use --size)")
     if args.iterations is None:
         args.iterations = ITERATIONS[args.optimizer]
     for option in ('size', 'iterations'):
@@ -94,13 +149,42 @@ def parse_args(argv=None):
             parser.error(f"--{option.replace('_', '-')} must be at least 1")
     if args.save_every < 0:
         parser.error("--save-every must be 0 or more")
+    for option in ('content_weight', 'style_weight', 'tv_weight', 'style_scale'):
+        value = getattr(args, option)
+        if not math.isfinite(value) or value < 0 or (option == 'style_scale' and value == 0):
+            parser.error(f"--{option.replace('_', '-')} must be a finite number "
+                         f"{'> 0' if option == 'style_scale' else '>= 0'}, not {value}")
+    if args.mode == 'style' and args.content_weight == 0 and args.style_weight == 0:
+        parser.error("--content-weight and --style-weight are both 0: nothing to transfer")
     try:
         args.layer_weights = parse_layers(args.layers, args.weighting)
         args.output_shape = parse_size(args.output_size) if args.output_size else None
+        if args.mode == 'style':
+            args.styles = [name.strip() for name in args.style.split(',') if name.strip()]
+            args.blend = parse_blend(args.style_blend, len(args.styles))
+            args.content_layer_weights = parse_layers(args.content_layers, None)
     except ValueError as error:
         parser.error(str(error))
     args.weighting = args.weighting or (WEIGHTING if '=' not in args.layers else 'explicit')
+    args.init = args.init or INIT[args.mode]
+    if args.init == 'content' and args.mode == 'texture':
+        parser.error("--init content is for style transfer; textures start from noise or an image path")
     return args
+
+
+def parse_blend(text, count):
+    """'0.7,0.3' -> [0.7, 0.3], one finite weight >= 0 per style image, not all zero."""
+    if text is None:
+        return [1.0] * count
+    try:
+        blend = [float(item) for item in text.split(',')]
+    except ValueError:
+        raise ValueError(f"--style-blend must be numbers like 0.7,0.3, not {text!r}") from None
+    if len(blend) != count:
+        raise ValueError(f"--style-blend has {len(blend)} weights for {count} style image(s)")
+    if not all(math.isfinite(b) and b >= 0 for b in blend) or not any(blend):
+        raise ValueError(f"--style-blend weights must be finite, >= 0 and not all 0, not {text!r}")
+    return blend
 
 
 def parse_layers(text, weighting):
@@ -146,90 +230,111 @@ def check_size(shape, layers, what):
                          f"it needs at least {needed} px per side")
 
 
-def make_run_dir(out, stem):
-    """A fresh folder under `out` named after the source and the time."""
-    stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+def settings(args):
+    """The options as resolved for config.json (no defaults left implicit)."""
+    config = {'mode': args.mode, 'size': args.size, 'optimizer': args.optimizer,
+              'iterations': args.iterations, 'layer_weights': args.layer_weights,
+              'weighting': args.weighting, 'pooling': args.pooling, 'init': args.init, 'seed': args.seed,
+              'save_every': args.save_every,
+              'loss_normalisation': 'G = F^T F / (N M); layer loss = sum((G_s - G_n)^2) / 4'}
+    if args.mode == 'style':
+        config.update(content_layer_weights=args.content_layer_weights, content_weight=args.content_weight,
+                      style_weight=args.style_weight, tv_weight=args.tv_weight, style_blend=args.blend,
+                      style_scale=args.style_scale, preserve_colors=args.preserve_colors,
+                      content_normalisation='sum((F - P)^2) / (4 N M)',
+                      tv_normalisation='mean squared difference of neighbouring pixels, down + right')
+    optimiser = ({'adam_schedule': {'boundaries': synthesize.ADAM_BOUNDARIES,
+                                    'learning_rates': synthesize.ADAM_LEARNING_RATES}}
+                 if args.optimizer == 'adam' else {'lbfgs_options': synthesize.LBFGS_OPTIONS})
+    return {**config, **optimiser}
+
+
+def texture_job(args):
+    """What a texture run optimises, shows and records."""
+    image_path = find_image(args.image)
+    source = load_image(image_path, args.size)
+    output_shape = tuple(args.output_shape or source.shape[:2])
+    check_size(source.shape[:2], args.layer_weights, 'the source (after --size)')
+    check_size(output_shape, args.layer_weights, '--output-size')
+    return types.SimpleNamespace(
+        objective=synthesize.Objective.texture(source, args.layer_weights), output_shape=output_shape,
+        stem=stem_of(image_path), shown=[(source, 'source')], plotted=list(args.layer_weights),
+        to_rgb=lambda image: image,
+        config={'image': os.path.abspath(image_path), 'source_shape': list(source.shape[:2]),
+                'output_shape': list(output_shape)})
+
+
+def style_job(args):
+    """What a style-transfer run optimises, shows and records."""
+    content_path = find_image(args.content)
+    content = load_image(content_path)
+    content = load_image(content_path, min(args.size, *content.shape[:2]))  # never enlarged
+    output_shape = content.shape[:2]
+    every_layer = {**args.layer_weights, **args.content_layer_weights}
+    check_size(output_shape, every_layer, 'the content image (after --size)')
+    style_paths = [find_image(name) for name in args.styles]
+    style_size = max(1, round(args.style_scale * min(output_shape)))
+    styles = [load_image(path, style_size) for path in style_paths]
+    for path, style in zip(style_paths, styles):
+        check_size(style.shape[:2], args.layer_weights, f'style {os.path.basename(path)} (after --style-scale)')
+    shown = [(content, 'content')] + [(style, f'style {stem_of(path)}') for path, style in zip(style_paths, styles)]
+    to_rgb = lambda image: image  # noqa: E731
+    if args.preserve_colors:  # transfer luminance only, then put the photo's colours back
+        content, styles = colour.luminance_inputs(content, styles)
+        to_rgb = lambda image: colour.recolour(image, shown[0][0])  # noqa: E731
+    objective = synthesize.Objective(
+        styles, args.layer_weights, args.blend, args.style_weight, content, args.content_layer_weights,
+        args.content_weight, args.tv_weight)
+    return types.SimpleNamespace(
+        objective=objective, output_shape=output_shape,
+        stem='_'.join([stem_of(content_path)] + [stem_of(path) for path in style_paths]),
+        shown=shown, plotted=['style', 'content', 'tv'], to_rgb=to_rgb,
+        config={'content': os.path.abspath(content_path), 'styles': [os.path.abspath(p) for p in style_paths],
+                'style_shapes': [list(style.shape[:2]) for style in styles],
+                'output_shape': list(output_shape)})
+
+
+def stem_of(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def starting_image(init, job, preserve_colors=False):
+    """The start as an image, or None for noise (made by synthesize from the seed)."""
+    if init in utils.INITS:
+        return None
+    if init == 'content':
+        return job.objective.content_image
+    height, width = job.output_shape
     try:
-        os.makedirs(out, exist_ok=True)
-        for attempt in range(1000):
-            path = os.path.join(out, f'{stem}-{stamp}' + (f'-{attempt}' if attempt else ''))
-            try:
-                os.makedirs(os.path.join(path, 'steps'))
-                return path
-            except FileExistsError:
-                continue
-        raise InputError(f"cannot find a free run folder name in {out}")
-    except PermissionError as error:
-        raise InputError(f"cannot write to --out {out}: {error.strerror}") from None
+        with Image.open(find_image(init)) as image:
+            start = np.asarray(image.convert('RGB').resize((width, height), Image.LANCZOS), np.float32) / 255
+    except InputError:
+        raise InputError(f"--init must be {', '.join(utils.INITS)}, content or an image: "
+                         f"{init} is none of these") from None
     except OSError as error:
-        raise InputError(f"cannot write to --out {out}: {error.strerror or error}") from None
-
-
-def run_config(args, image_path, weights_path, source, output_shape):
-    """Everything needed to reproduce the run, resolved (no defaults left implicit)."""
-    with quiet_stderr():  # without a GPU, TensorFlow logs a CUDA error here
-        gpus = [device.name for device in tf.config.list_physical_devices('GPU')]
-    return {
-        'command': ' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
-        'image': os.path.abspath(image_path),
-        'size': args.size,
-        'source_shape': list(source.shape[:2]),
-        'output_shape': list(output_shape),
-        'optimizer': args.optimizer,
-        'iterations': args.iterations,
-        'layer_weights': args.layer_weights,
-        'weighting': args.weighting,
-        'pooling': args.pooling,
-        'init': args.init,
-        'seed': args.seed,
-        'save_every': args.save_every,
-        'weights': os.path.abspath(weights_path),
-        'weights_sha256': vgg_weights.file_digest(weights_path, 'sha256'),
-        'loss_normalisation': 'G = F^T F / (N M); layer loss = sum((G_s - G_n)^2) / 4',
-        'adam_schedule': {'boundaries': synthesize.ADAM_BOUNDARIES,
-                          'learning_rates': synthesize.ADAM_LEARNING_RATES},
-        'lbfgs_options': synthesize.LBFGS_OPTIONS,
-        'versions': {'python': platform.python_version(), 'tensorflow': tf.__version__,
-                     'numpy': np.__version__, 'scipy': scipy.__version__},
-        'machine': {'platform': platform.platform(), 'processor': platform.machine(),
-                    'cpus': os.cpu_count(), 'gpus': gpus},
-    }
-
-
-def save_outputs(run_dir, source, image, history, config, layers):
-    utils.save_image(image, os.path.join(run_dir, 'result.png'))
-    utils.save_csv(history, os.path.join(run_dir, 'history.csv'))
-    utils.save_json(config, os.path.join(run_dir, 'config.json'))
-    utils.save_side_by_side([source, image], ['source', f"result, loss {history[-1]['total']:.3g}"],
-                            os.path.join(run_dir, 'comparison.png'))
-    if len(history) > 1:
-        utils.save_loss_plot(history, layers, os.path.join(run_dir, 'loss.png'))
+        raise InputError(f"cannot read --init {init} as an image ({error})") from None
+    return colour.grey(colour.luminance(start)) if preserve_colors else start
 
 
 def main(argv=None):
     args = parse_args(argv)
-
-    image_path = find_image(args.image)
-    source = load_image(image_path, args.size)
-    output_shape = tuple(args.output_shape or source.shape[:2])
-    layers = list(args.layer_weights)
-    check_size(source.shape[:2], layers, 'the source (after --size)')
-    check_size(output_shape, layers, '--output-size')
+    job = texture_job(args) if args.mode == 'texture' else style_job(args)
+    start = starting_image(args.init, job, args.preserve_colors)
     weights_path = vgg_weights.resolve_weights_path(args.weights, log=lambda m: print(m, file=sys.stderr))
     network_weights = vgg_weights.load_weights(weights_path, args.allow_pickle)
-    stem = os.path.splitext(os.path.basename(image_path))[0]
-    run_dir = make_run_dir(args.out, stem)
-    config = run_config(args, image_path, weights_path, source, output_shape)
-    config.update(status='running', run_dir=os.path.abspath(run_dir))
+    run_dir = runs.make_run_dir(args.out, job.stem)
+    config = {**job.config, **settings(args), **runs.environment(weights_path),
+              'status': 'running', 'run_dir': os.path.abspath(run_dir)}
     utils.save_json(config, os.path.join(run_dir, 'config.json'))
     print(f"writing to {run_dir}", file=sys.stderr)
 
     # Same seed, same machine, same output: no nondeterministic kernels.
     tf.config.experimental.enable_op_determinism()
-    steps = synthesize.synthesize(network_weights, source, output_shape, args.layer_weights,
-                                  args.pooling, args.optimizer, args.iterations, args.seed, args.init)
+    steps = synthesize.synthesize(network_weights, job.objective, job.output_shape, args.pooling,
+                                  args.optimizer, args.iterations, args.seed,
+                                  args.init if start is None else None, start)
     history, image, status, started = [], None, 'finished', time.time()
-    bar = tqdm(total=args.iterations, unit='it', desc=stem, dynamic_ncols=True)
+    bar = tqdm(total=args.iterations, unit='it', desc=job.stem, dynamic_ncols=True)
     try:
         with quiet_stderr():  # the first step builds the session: more TensorFlow chatter
             first = next(steps)
@@ -238,8 +343,7 @@ def main(argv=None):
             bar.update(1 if step else 0)
             bar.set_postfix(loss=f"{step_losses['total']:.3e}", refresh=False)
             if args.save_every and step and step % args.save_every == 0:
-                utils.save_image(image, os.path.join(run_dir, 'steps', f'step_{step:05d}.png'))
-                utils.save_csv(history, os.path.join(run_dir, 'history.csv'))
+                runs.save_step(run_dir, step, job.to_rgb(image), history)
     except KeyboardInterrupt:
         status = 'interrupted'
     except Exception as error:  # keep what was made, then let cli() report the error
@@ -248,24 +352,9 @@ def main(argv=None):
     finally:
         bar.close()
         steps.close()
-        finish_run(run_dir, source, image, history, config, layers, status, args.iterations, started)
+        status = runs.finish(run_dir, None if image is None else job.to_rgb(image), history, config,
+                             job.shown, job.plotted, status, args.iterations, time.time() - started)
     return 130 if status == 'interrupted' else 0
-
-
-def finish_run(run_dir, source, image, history, config, layers, status, iterations, started):
-    """Write the run's outputs, whatever ended it."""
-    if image is None:
-        config.update(status=status, iterations_done=0)
-        utils.save_json(config, os.path.join(run_dir, 'config.json'))
-        print(f"{status} before the first step; nothing to save in {run_dir}", file=sys.stderr)
-        return
-    if status == 'finished' and history[-1]['step'] < iterations:
-        status = 'converged'  # L-BFGS-B stops when no step lowers the loss any more
-    config.update(status=status, iterations_done=history[-1]['step'],
-                  seconds=round(time.time() - started, 2), final_loss=history[-1]['total'])
-    save_outputs(run_dir, source, image, history, config, layers)
-    print(f"{status}: {history[-1]['step']} iterations, loss {history[0]['total']:.3e} -> "
-          f"{history[-1]['total']:.3e}, result in {os.path.join(run_dir, 'result.png')}", file=sys.stderr)
 
 
 def cli(argv=None):

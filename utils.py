@@ -136,19 +136,19 @@ def save_side_by_side(images, labels, path, height=256, gap=8):
     return _atomic(path, lambda tmp: strip.save(tmp, format='PNG'))
 
 
-def save_loss_plot(history, layers, path):
-    """Total and per-layer loss against step, log scale, as a PNG."""
+def save_loss_plot(history, columns, path):
+    """The total and the given history columns against step, log scale, as a PNG."""
     import matplotlib
     matplotlib.use('Agg')  # no display needed
     import matplotlib.pyplot as plt
     steps = [row['step'] for row in history]
     figure, axis = plt.subplots(figsize=(7, 4.5), dpi=100)
     axis.plot(steps, [row['total'] for row in history], color='black', linewidth=2, label='total')
-    for layer in layers:
-        axis.plot(steps, [row[layer] for row in history], linewidth=1, label=layer)
+    for column in columns:
+        axis.plot(steps, [row[column] for row in history], linewidth=1, label=column)
     axis.set_yscale('log')
     axis.set_xlabel('iteration')
-    axis.set_ylabel('Gram loss')
+    axis.set_ylabel('loss (terms before their weights)')
     axis.legend(fontsize=7, ncol=2)
     axis.grid(True, which='both', alpha=0.3)
     figure.tight_layout()

@@ -8,11 +8,12 @@ import synthesize
 
 SOURCE = np.random.default_rng(3).uniform(0, 1, (32, 32, 3)).astype(np.float32)
 LAYERS = {'conv1_1': 1.0, 'pool1': 1.0}
+TEXTURE = synthesize.Objective.texture(SOURCE, LAYERS)
 
 
 @pytest.mark.parametrize('optimizer', synthesize.OPTIMIZERS)
 def test_steps_are_numbered_and_images_stay_valid(tiny_weights, optimizer):
-    steps = list(synthesize.synthesize(tiny_weights, SOURCE, (24, 40), LAYERS,
+    steps = list(synthesize.synthesize(tiny_weights, TEXTURE, (24, 40),
                                        optimizer=optimizer, iterations=4))
     assert [step for step, _, _ in steps] == [0, 1, 2, 3, 4]
     for _, image, losses in steps:
@@ -26,9 +27,9 @@ def test_steps_are_numbered_and_images_stay_valid(tiny_weights, optimizer):
 def test_reported_losses_belong_to_the_reported_image(tiny_weights):
     """Each (image, losses) pair is consistent: re-evaluating the image gives the same losses."""
     for optimizer in synthesize.OPTIMIZERS:
-        steps = list(synthesize.synthesize(tiny_weights, SOURCE, (32, 32), LAYERS,
+        steps = list(synthesize.synthesize(tiny_weights, TEXTURE, (32, 32),
                                            optimizer=optimizer, iterations=3))
-        graph = synthesize.Graph(tiny_weights, SOURCE, (32, 32), LAYERS)
+        graph = synthesize.Graph(tiny_weights, TEXTURE, (32, 32))
         for _, image, losses in steps:
             graph.set_image(image)
             assert graph.evaluate()[0]['total'] == pytest.approx(losses['total'], rel=1e-4)
@@ -37,7 +38,7 @@ def test_reported_losses_belong_to_the_reported_image(tiny_weights):
 
 def test_stopping_lbfgs_early_ends_its_worker_thread(tiny_weights):
     before = threading.active_count()
-    steps = synthesize.synthesize(tiny_weights, SOURCE, (32, 32), LAYERS, iterations=1000)
+    steps = synthesize.synthesize(tiny_weights, TEXTURE, (32, 32), iterations=1000)
     for step, _, _ in steps:
         if step == 3:
             break
@@ -47,4 +48,50 @@ def test_stopping_lbfgs_early_ends_its_worker_thread(tiny_weights):
 
 def test_unknown_optimizer(tiny_weights):
     with pytest.raises(ValueError, match='optimizer'):
-        next(synthesize.synthesize(tiny_weights, SOURCE, (32, 32), LAYERS, optimizer='sgd'))
+        next(synthesize.synthesize(tiny_weights, TEXTURE, (32, 32), optimizer='sgd'))
+
+
+# ---------------------------------------------------------------- style transfer
+
+CONTENT = np.random.default_rng(4).uniform(0, 1, (32, 32, 3)).astype(np.float32)
+STYLES = [np.random.default_rng(5).uniform(0, 1, (40, 36, 3)).astype(np.float32), SOURCE]
+
+
+def style_transfer(**changes):
+    settings = dict(style_images=STYLES, layer_weights=LAYERS, style_blend=[3.0, 1.0], style_weight=2.0,
+                    content_image=CONTENT, content_layers={'conv2_1': 1.0, 'conv1_2': 0.5},
+                    content_weight=5.0, tv_weight=7.0)
+    return synthesize.Objective(**{**settings, **changes})
+
+
+def test_style_transfer_total_is_the_weighted_sum_of_its_terms(tiny_weights):
+    steps = list(synthesize.synthesize(tiny_weights, style_transfer(), (32, 32), iterations=3,
+                                       initial_image=CONTENT))
+    for _, _, losses in steps:
+        assert set(losses) == {'total', 'style', 'content', 'tv', 'conv1_1', 'pool1',
+                               'content_conv2_1', 'content_conv1_2'}
+        assert losses['total'] == pytest.approx(
+            2 * losses['style'] + 5 * losses['content'] + 7 * losses['tv'], rel=1e-5)
+        assert losses['style'] == pytest.approx(losses['conv1_1'] + losses['pool1'], rel=1e-5)
+        assert losses['content'] == pytest.approx(
+            losses['content_conv2_1'] + 0.5 * losses['content_conv1_2'], rel=1e-5)
+    assert steps[0][2]['content'] == 0  # started from the content image itself
+    assert steps[-1][2]['total'] < steps[0][2]['total']
+
+
+def test_blended_grams_weight_each_style_image():
+    grams = [{'conv1_1': np.full((2, 2), 1.0)}, {'conv1_1': np.full((2, 2), 5.0)}]
+    np.testing.assert_allclose(synthesize.blended_grams(grams, [3, 1])['conv1_1'], 2.0)
+    np.testing.assert_allclose(synthesize.blended_grams(grams, None)['conv1_1'], 3.0)
+
+
+def test_a_blend_weight_of_one_is_that_style_alone(tiny_weights):
+    """style_blend [1, 0] gives exactly the style loss of the first image alone."""
+    only_first = synthesize.Graph(tiny_weights, style_transfer(style_images=STYLES[:1], style_blend=None),
+                                  (32, 32))
+    blended = synthesize.Graph(tiny_weights, style_transfer(style_blend=[1.0, 0.0]), (32, 32))
+    for graph in (only_first, blended):
+        graph.set_image(CONTENT)
+    assert blended.evaluate()[0]['style'] == pytest.approx(only_first.evaluate()[0]['style'], rel=1e-6)
+    only_first.close()
+    blended.close()

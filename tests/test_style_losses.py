@@ -1,0 +1,98 @@
+"""Content and total-variation losses (style transfer) against plain numpy references."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import losses
+
+RNG = np.random.default_rng(1)
+
+
+def evaluate(loss_fn, value):
+    """loss_fn(placeholder) and its gradient at `value`, in float64."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        placeholder = tf.compat.v1.placeholder(tf.float64, value.shape)
+        loss = loss_fn(placeholder)
+        gradient = tf.gradients(loss, placeholder)[0]
+        return session.run([loss, gradient], {placeholder: value})
+
+
+def finite_differences(loss_fn, value, epsilon=1e-6):
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        placeholder = tf.compat.v1.placeholder(tf.float64, value.shape)
+        loss = loss_fn(placeholder)
+        numeric = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            step = np.zeros_like(value)
+            step[index] = epsilon
+            numeric[index] = (session.run(loss, {placeholder: value + step})
+                              - session.run(loss, {placeholder: value - step})) / (2 * epsilon)
+        return numeric
+
+
+def numpy_content_loss(noise, content):
+    """Coursera's J_content: 1/(4 n_H n_W n_C) * sum((a_C - a_G)^2)."""
+    _, height, width, channels = noise.shape
+    return np.sum((content - noise) ** 2) / (4 * height * width * channels)
+
+
+def numpy_tv_loss(image):
+    down = image[:, 1:] - image[:, :-1]
+    right = image[:, :, 1:] - image[:, :, :-1]
+    return np.mean(down ** 2) + np.mean(right ** 2)
+
+
+def test_content_loss_matches_numpy_and_its_gradient():
+    noise, content = RNG.uniform(0, 5, (2, 1, 6, 5, 7))
+    value, gradient = evaluate(lambda x: losses.content_loss_for_layer(x, content), noise)
+    assert value == pytest.approx(numpy_content_loss(noise, content), rel=1e-12)
+    np.testing.assert_allclose(gradient, 2 * (noise - content) / (4 * noise.size), rtol=1e-10)
+    np.testing.assert_allclose(
+        gradient, finite_differences(lambda x: losses.content_loss_for_layer(x, content), noise),
+        rtol=1e-6, atol=1e-10)
+
+
+def test_content_loss_conventions():
+    """Gatys et al. 2016 (sum / 2) and Keras (sum) are fixed multiples of ours (sum / 4NM)."""
+    noise, content = RNG.uniform(0, 5, (2, 1, 4, 3, 8))
+    ours = evaluate(lambda x: losses.content_loss_for_layer(x, content), noise)[0]
+    squared_error = np.sum((noise - content) ** 2)
+    assert squared_error / 2 == pytest.approx(2 * noise.size * ours, rel=1e-12)
+    assert squared_error == pytest.approx(4 * noise.size * ours, rel=1e-12)
+
+
+def test_content_loss_is_zero_only_at_the_content():
+    content = RNG.uniform(0, 5, (1, 4, 4, 3))
+    assert evaluate(lambda x: losses.content_loss_for_layer(x, content), content)[0] == 0
+    assert evaluate(lambda x: losses.content_loss_for_layer(x, content), content + 0.1)[0] > 0
+
+
+def test_content_loss_does_not_grow_with_image_size():
+    """A feature map tiled 2x2 has the same loss: --content-weight means the same at any size."""
+    noise, content = RNG.uniform(0, 5, (2, 1, 4, 5, 3))
+    small = evaluate(lambda x: losses.content_loss_for_layer(x, content), noise)[0]
+    tiled = np.tile(content, (1, 2, 2, 1))
+    large = evaluate(lambda x: losses.content_loss_for_layer(x, tiled), np.tile(noise, (1, 2, 2, 1)))[0]
+    assert large == pytest.approx(small, rel=1e-12)
+
+
+def test_tv_loss_matches_numpy_and_its_gradient():
+    image = RNG.uniform(0, 1, (1, 5, 6, 3))
+    value, gradient = evaluate(losses.total_variation_loss, image)
+    assert value == pytest.approx(numpy_tv_loss(image), rel=1e-12)
+    np.testing.assert_allclose(gradient, finite_differences(losses.total_variation_loss, image),
+                               rtol=1e-6, atol=1e-10)
+
+
+def test_tv_loss_properties():
+    flat = np.full((1, 6, 6, 3), 0.4)
+    assert evaluate(losses.total_variation_loss, flat)[0] == 0
+    # A horizontal ramp varies only along the width.
+    ramp = np.tile(np.linspace(0, 1, 6)[None, None, :, None], (1, 6, 1, 3))
+    assert evaluate(losses.total_variation_loss, ramp)[0] == pytest.approx((1 / 5) ** 2, rel=1e-12)
+    # Noise is rougher than a smoothed copy of itself; adding a constant changes nothing.
+    noise = RNG.uniform(0, 1, (1, 8, 8, 3))
+    smooth = (noise + np.roll(noise, 1, 1) + np.roll(noise, 1, 2) + np.roll(noise, (1, 1), (1, 2))) / 4
+    assert evaluate(losses.total_variation_loss, noise)[0] > evaluate(losses.total_variation_loss, smooth)[0]
+    assert evaluate(losses.total_variation_loss, noise + 0.3)[0] == pytest.approx(
+        evaluate(losses.total_variation_loss, noise)[0], rel=1e-12)
