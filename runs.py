@@ -22,11 +22,20 @@ import weights as vgg_weights
 from utils import InputError, quiet_stderr
 
 
-def make_run_dir(out, stem):
-    """A fresh folder under `out` named after the inputs and the time."""
+def make_run_dir(out, stem, name=None):
+    """A fresh folder under `out`: `name`, or named after the inputs and the time."""
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     try:
         os.makedirs(out, exist_ok=True)
+        if name:
+            if os.path.basename(os.path.normpath(name)) != name or name in ('.', '..'):
+                raise InputError(f"--name must be a plain folder name, not {name!r}")
+            try:
+                os.makedirs(os.path.join(out, name, 'steps'))
+            except FileExistsError:
+                raise InputError(f"run folder {os.path.join(out, name)} exists already: "
+                                 "choose another --name or remove it") from None
+            return os.path.join(out, name)
         for attempt in range(1000):
             path = os.path.join(out, f'{stem}-{stamp}' + (f'-{attempt}' if attempt else ''))
             try:

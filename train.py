@@ -59,7 +59,7 @@ class OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = OneLineErrors(
         description='Texture synthesis (--image) or style transfer (--content and --style) '
                     'with VGG16 Gram matrices.')
@@ -96,6 +96,9 @@ def parse_args(argv=None):
                         help='seed of the starting noise (default: %(default)s)')
     parser.add_argument('--out', default=OUT,
                         help='folder that receives one sub-folder per run (default: %(default)s)')
+    parser.add_argument('--name', default=None,
+                        help="the run's folder name under --out; an existing folder is not overwritten "
+                             '(default: the input names, date and time)')
     parser.add_argument('--save-every', type=int, default=SAVE_EVERY,
                         help='save an intermediate image every N iterations, 0: only the final one '
                              '(default: %(default)s)')
@@ -125,6 +128,11 @@ def parse_args(argv=None):
     style.add_argument('--preserve-colors', action='store_true',
                        help="keep the content photo's colours: transfer on luminance only "
                             '(Gatys et al. 2017)')
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     args.mode = 'style' if args.content is not None or args.style is not None else 'texture'
@@ -322,7 +330,7 @@ def main(argv=None):
     start = starting_image(args.init, job, args.preserve_colors)
     weights_path = vgg_weights.resolve_weights_path(args.weights, log=lambda m: print(m, file=sys.stderr))
     network_weights = vgg_weights.load_weights(weights_path, args.allow_pickle)
-    run_dir = runs.make_run_dir(args.out, job.stem)
+    run_dir = runs.make_run_dir(args.out, job.stem, args.name)
     config = {**job.config, **settings(args), **runs.environment(weights_path),
               'status': 'running', 'run_dir': os.path.abspath(run_dir)}
     utils.save_json(config, os.path.join(run_dir, 'config.json'))

@@ -79,7 +79,7 @@ def initial_image(source, shape, seed, kind='mean-noise'):
 
 # ---------------------------------------------------------------- atomic writes
 
-def _atomic(path, write):
+def atomic_write(path, write):
     temporary = f'{path}.{os.getpid()}.tmp'
     try:
         write(temporary)
@@ -91,7 +91,7 @@ def _atomic(path, write):
 
 
 def save_image(image, path):
-    return _atomic(path, lambda tmp: Image.fromarray(to_uint8(image)).save(tmp, format='PNG'))
+    return atomic_write(path, lambda tmp: Image.fromarray(to_uint8(image)).save(tmp, format='PNG'))
 
 
 def save_json(data, path):
@@ -99,7 +99,7 @@ def save_json(data, path):
         with open(tmp, 'w') as handle:
             json.dump(data, handle, indent=2, sort_keys=False)
             handle.write('\n')
-    return _atomic(path, write)
+    return atomic_write(path, write)
 
 
 def save_csv(rows, path):
@@ -109,7 +109,7 @@ def save_csv(rows, path):
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
             writer.writeheader()
             writer.writerows(rows)
-    return _atomic(path, write)
+    return atomic_write(path, write)
 
 
 def save_side_by_side(images, labels, path, height=256, gap=8):
@@ -133,7 +133,7 @@ def save_side_by_side(images, labels, path, height=256, gap=8):
         strip.paste(tile, (x, 0))
         draw.text((x + 2, height + 2), label, fill='black')
         x += tile.width + gap
-    return _atomic(path, lambda tmp: strip.save(tmp, format='PNG'))
+    return atomic_write(path, lambda tmp: strip.save(tmp, format='PNG'))
 
 
 def save_loss_plot(history, columns, path):
@@ -152,7 +152,7 @@ def save_loss_plot(history, columns, path):
     axis.legend(fontsize=7, ncol=2)
     axis.grid(True, which='both', alpha=0.3)
     figure.tight_layout()
-    _atomic(path, lambda tmp: figure.savefig(tmp, format='png'))
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format='png'))
     plt.close(figure)
     return path
 

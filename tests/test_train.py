@@ -99,8 +99,8 @@ def test_bare_name_is_found_in_images(tiny_weights_path, tmp_path, capsys):
 
 # ---------------------------------------------------------------- bad input, as a user sees it
 
-def run_script(args, timeout=120):
-    return subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=ROOT,
+def run_script(args, timeout=120, script='train.py'):
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 

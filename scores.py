@@ -1,0 +1,186 @@
+"""How close is a result to its source texture, and is it a copy? Pure numpy.
+
+Every score is a distance: 0 for the source itself, lower is better. Images
+are float arrays [H, W, 3] in [0, 1]; feature maps are [H, W, N]. Result and
+source may differ in size: every score compares distributions or statistics,
+never pixels at the same place.
+
+    gram_distance          the training objective (flatters whatever minimised it)
+    sliced_wasserstein     whole feature distributions (Heitz et al. 2021)
+    colour_distance        pixel colour histograms
+    spectral_distance      radially averaged power spectrum: periodic structure
+    nearest_patch_distance how far the result's patches are from any source patch
+    layout_score           best correlation of thumbnails over shifts, flips, transposes
+"""
+import numpy as np
+from PIL import Image
+
+# Fixed seed for the random projections: the same images always score the same.
+PROJECTION_SEED = 0
+# Quantiles compared per distribution: enough for 256 px images, cheap at any size.
+QUANTILES = 1024
+SPECTRUM_BINS = 32            # radial frequency bins between 0 and the Nyquist frequency
+PATCH_SIZE, PATCH_STRIDE = 8, 4
+MAX_PATCHES = 4096            # a random subset beyond this keeps the distance matrix small
+THUMBNAIL_SIZE = 32           # the source's shorter side in the layout thumbnails
+
+
+def gram(features):
+    """[H, W, N] -> F^T F / (N M), as in losses.gram_matrix."""
+    flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+    return flat.T @ flat / flat.size
+
+
+def gram_distance(result_features, source_features):
+    """sum((G_s - G_r)^2) / 4: one layer's training loss."""
+    return float(np.sum((gram(source_features) - gram(result_features)) ** 2) / 4)
+
+
+def quantiles(values, count=QUANTILES):
+    """Quantiles of each column of [M, K] at `count` evenly spaced levels -> [count, K]."""
+    levels = (np.arange(count) + 0.5) / count
+    return np.quantile(values, levels, axis=0, method='inverted_cdf')  # the empirical quantile function
+
+
+def sliced_wasserstein(result_features, source_features, projections=None, seed=PROJECTION_SEED):
+    """Mean over random unit directions of the squared 1-D Wasserstein-2 distance.
+
+    Both [H, W, N] feature maps are projected on N random directions (seeded, so
+    scores repeat); each projection's distribution is compared through its
+    quantiles, so the two maps may have different numbers of positions.
+    """
+    channels = source_features.shape[-1]
+    if projections is None:
+        projections = random_directions(channels, channels, seed)
+    result = result_features.reshape(-1, channels).astype(np.float64) @ projections
+    source = source_features.reshape(-1, channels).astype(np.float64) @ projections
+    return float(np.mean((quantiles(result) - quantiles(source)) ** 2))
+
+
+def random_directions(dimension, count, seed=PROJECTION_SEED):
+    directions = np.random.default_rng(seed).normal(size=(dimension, count))
+    return directions / np.linalg.norm(directions, axis=0, keepdims=True)
+
+
+def colour_distance(result, source):
+    """Mean over R, G, B of the 1-D Wasserstein-1 distance between pixel values."""
+    return float(np.mean(np.abs(quantiles(result.reshape(-1, 3)) - quantiles(source.reshape(-1, 3)))))
+
+
+def grey(image):
+    return image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def radial_power_spectrum(image, bins=SPECTRUM_BINS):
+    """Mean power of the grey image's spectrum in `bins` rings from 0 to Nyquist, summing to 1.
+
+    Frequencies are in cycles per pixel, so images of different sizes compare;
+    normalised, so contrast is left to the other scores and this one sees only
+    how variation spreads over scales (and periodic peaks).
+    """
+    signal = grey(image)
+    signal = signal - signal.mean()
+    power = np.abs(np.fft.fft2(signal)) ** 2
+    fy = np.fft.fftfreq(signal.shape[0])[:, None]
+    fx = np.fft.fftfreq(signal.shape[1])[None, :]
+    radius = np.sqrt(fy ** 2 + fx ** 2)
+    ring = np.minimum((radius / 0.5 * bins).astype(int), bins)  # bin `bins`: the corners past Nyquist
+    totals = np.bincount(ring.ravel(), power.ravel(), bins + 1)[:bins]
+    counts = np.maximum(np.bincount(ring.ravel(), minlength=bins + 1)[:bins], 1)
+    spectrum = totals / counts
+    return spectrum / max(spectrum.sum(), 1e-12)
+
+
+def spectral_distance(result, source):
+    """Mean absolute difference of log10 radial power spectra (0: the same spread over scales)."""
+    floor = 1e-12  # a perfectly flat image has no power anywhere
+    return float(np.mean(np.abs(np.log10(radial_power_spectrum(result) + floor)
+                                - np.log10(radial_power_spectrum(source) + floor))))
+
+
+def patches(image, size=PATCH_SIZE, stride=PATCH_STRIDE):
+    """All size x size patches on a stride grid, flattened -> [P, size * size * 3]."""
+    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))
+    return windows[::stride, ::stride].reshape(-1, size * size * image.shape[-1]).astype(np.float64)
+
+
+def nearest_patch_distance(result, source, seed=PROJECTION_SEED):
+    """Mean over the result's patches of the squared distance to the nearest source patch,
+    relative to the source's pixel variance (per value): 0 for a copy, crop or shifted copy.
+
+    The source's patches are taken at every position (stride 1, or 2 for sources
+    over 512 px), so a copy shifted by any amount finds its patches exactly.
+    """
+    stride = 1 if source.shape[0] * source.shape[1] <= 512 * 512 else 2
+    candidates = patches(source, stride=stride).astype(np.float32)
+    queries = patches(result).astype(np.float32)
+    if len(queries) > MAX_PATCHES:
+        queries = queries[np.random.default_rng(seed).choice(len(queries), MAX_PATCHES, replace=False)]
+    candidate_norms = (candidates ** 2).sum(1)
+    nearest = []
+    for block in np.array_split(queries, max(1, len(queries) // 256)):  # [256, P] distances at a time
+        squared = (block ** 2).sum(1)[:, None] - 2 * block @ candidates.T + candidate_norms[None]
+        nearest.append(np.maximum(squared.min(axis=1), 0.0))
+    return float(np.concatenate(nearest).mean() / (queries.shape[1] * max(source.var(), 1e-12)))
+
+
+def thumbnail(image, scale):
+    """Grey image scaled by `scale`, zero mean and unit norm (for correlations)."""
+    height, width = image.shape[:2]
+    size = (max(4, round(width * scale)), max(4, round(height * scale)))
+    small = np.asarray(Image.fromarray(grey(image).astype(np.float32)).resize(size, Image.BILINEAR), np.float64)
+    return small
+
+
+def layout_score(result, source, size=THUMBNAIL_SIZE):
+    """Best normalised correlation between the source's and result's thumbnails,
+    over every cyclic shift and the 8 flips/transposes: 1.0 for the source
+    itself (or a shifted, flipped, cropped copy), about 0.1-0.3 for a new texture.
+
+    Both are scaled by the same factor (the source's shorter side to `size`),
+    so a crop or a larger canvas keeps its scale; the smaller thumbnail then
+    slides cyclically over the larger one.
+    """
+    scale = size / min(source.shape[:2])
+    source_small, result_small = thumbnail(source, scale), thumbnail(result, scale)
+    best = -1.0
+    for transformed in dihedral(result_small):
+        small, large = sorted([transformed, source_small], key=lambda a: a.size)
+        if small.shape[0] > large.shape[0] or small.shape[1] > large.shape[1]:
+            small = small[:large.shape[0], :large.shape[1]]  # the overlap of a different aspect ratio
+        best = max(best, float(cyclic_correlation(small, large).max()))
+    return best
+
+
+def dihedral(image):
+    """The 8 flips and rotations of a 2-D array."""
+    for turned in (image, image.T):
+        for flipped in (turned, turned[::-1], turned[:, ::-1], turned[::-1, ::-1]):
+            yield flipped
+
+
+def cyclic_correlation(template, image):
+    """Normalised correlation of `template` with every cyclic window of `image` (same or larger).
+
+    For each offset: Pearson correlation between the template and the window of
+    `image` it covers, wrapping around the edges. FFTs make it O(n log n).
+    """
+    height, width = template.shape
+    template = template - template.mean()
+    template = template / max(np.linalg.norm(template), 1e-12)
+    padded = np.zeros_like(image)
+    padded[:height, :width] = template
+    mask = np.zeros_like(image)
+    mask[:height, :width] = 1.0
+    spectrum = np.fft.fft2(image)
+    squares = np.fft.fft2(image ** 2)
+
+    def correlate(kernel, transformed):  # sum over the window at every offset
+        return np.real(np.fft.ifft2(transformed * np.conj(np.fft.fft2(kernel))))
+
+    products = correlate(padded, spectrum)        # sum(template * window); the template has zero mean
+    window_sum = correlate(mask, spectrum)
+    window_squares = correlate(mask, squares)
+    count = height * width
+    window_norm = np.sqrt(np.maximum(window_squares - window_sum ** 2 / count, 1e-12))
+    return products / window_norm
