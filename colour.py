@@ -55,3 +55,16 @@ def recolour(result, content):
     yiq = rgb_to_yiq(content)
     yiq[..., 0] = luminance(result)
     return np.clip(yiq_to_rgb(yiq), 0.0, 1.0)
+
+
+def match_histograms(image, reference):
+    """Each channel of `image` mapped so its value distribution is `reference`'s (rank-preserving)."""
+    matched = np.empty_like(image, dtype=np.float32)
+    for channel in range(image.shape[-1]):
+        values = image[..., channel].ravel()
+        ranks = np.argsort(np.argsort(values, kind='stable'), kind='stable')
+        levels = (ranks + 0.5) / values.size
+        reference_sorted = np.sort(reference[..., channel].ravel())
+        positions = np.minimum((levels * reference_sorted.size).astype(int), reference_sorted.size - 1)
+        matched[..., channel] = reference_sorted[positions].reshape(image.shape[:-1])
+    return matched

@@ -28,6 +28,7 @@ loop never runs the source image through VGG again.
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import tensorflow as tf
 
 from vgg16 import CONV_LAYERS, LAYER_NAMES
@@ -40,8 +41,17 @@ WEIGHTINGS = ('mean', 'sum', 'geometric')
 GEOMETRIC_RATIO = 10.0  # 'geometric': each successive layer weighs 10x the previous
 
 
+def at_least_float32(tensor):
+    """bfloat16 and float16 become float32; float32 and float64 stay."""
+    return tf.cast(tensor, tf.float32) if tensor.dtype in (tf.bfloat16, tf.float16) else tensor
+
+
 def gram_matrix(features):
-    """[batch, H, W, N] feature maps -> [batch, N, N] Grams, G = F^T F / (N * M), M = H * W."""
+    """[batch, H, W, N] feature maps -> [batch, N, N] Grams, G = F^T F / (N * M), M = H * W.
+
+    From bfloat16 features, a float32 Gram: the sums over M positions need the precision.
+    """
+    features = at_least_float32(features)
     shape = tf.shape(features)
     batch, positions, channels = shape[0], shape[1] * shape[2], shape[3]
     flat = tf.reshape(features, tf.stack([batch, positions, channels]))  # [batch, M, N]
@@ -132,6 +142,7 @@ def content_loss_for_layer(noise_features, content_features):
     Gatys et al. 2016 use sum((F - P)^2) / 2 and the Keras example sum((F - P)^2),
     i.e. 2 N M and 4 N M times this one (tests/test_losses.py checks both).
     """
+    noise_features = at_least_float32(noise_features)
     difference = noise_features - tf.constant(content_features, noise_features.dtype)
     size = tf.cast(tf.size(difference), noise_features.dtype)  # batch 1: N * M
     return tf.reduce_sum(tf.square(difference)) / (4.0 * size)
@@ -147,3 +158,40 @@ def total_variation_loss(image):
     down = image[:, 1:, :, :] - image[:, :-1, :, :]
     right = image[:, :, 1:, :] - image[:, :, :-1, :]
     return tf.reduce_mean(tf.square(down)) + tf.reduce_mean(tf.square(right))
+
+
+# ------------------------------------------------------------ sliced Wasserstein
+
+def sorted_projections(features, directions):
+    """numpy [H, W, N] features -> [K, M] projections on the K columns of `directions`, each row sorted."""
+    flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+    return np.sort((flat @ directions).T, axis=1)
+
+
+def quantile_targets(sorted_rows, count, blend=None):
+    """Each row's empirical quantile function at `count` levels (i + 0.5) / count -> [K, count].
+
+    Several sources (a list, with blend weights) give the weighted mean of their
+    quantile functions: in 1-D that is exactly their Wasserstein barycentre.
+    """
+    sources = sorted_rows if isinstance(sorted_rows, list) else [sorted_rows]
+    blend = np.ones(len(sources)) if blend is None else np.asarray(blend, np.float64)
+    levels = (np.arange(count) + 0.5) / count
+    targets = 0.0
+    for weight, rows in zip(blend / blend.sum(), sources):
+        positions = np.minimum((levels * rows.shape[1]).astype(int), rows.shape[1] - 1)  # inverted CDF
+        targets = targets + weight * rows[:, positions]
+    return targets.astype(np.float32)
+
+
+def sliced_wasserstein_loss_for_layer(noise_features, targets, directions):
+    """mean((sort(F d_k) - target quantiles_k)^2) over the K directions and the M positions.
+
+    noise_features [1, H, W, N]; directions [N, K] (numpy, fixed: L-BFGS needs
+    one objective); targets [K, M] from `quantile_targets`. Heitz et al. 2021.
+    """
+    features = at_least_float32(noise_features)
+    flat = tf.reshape(features, [-1, features.shape[-1]])                     # [M, N]
+    projected = tf.transpose(tf.matmul(flat, tf.constant(directions, features.dtype)))  # [K, M]
+    ordered = tf.sort(projected, axis=-1)
+    return tf.reduce_mean(tf.square(ordered - tf.constant(targets, features.dtype)))

@@ -24,9 +24,15 @@ import tensorflow as tf
 
 import losses
 import vgg16
-from utils import initial_image as make_initial_image
+from utils import initial_image as make_initial_image, resize
 
 OPTIMIZERS = ('lbfgs', 'adam')
+STYLE_LOSSES = ('gram', 'swd', 'gram+swd')
+# 'gram+swd': the SWD part times this is about the Gram part's size on a fresh
+# start and again near convergence (measured on texture1-4, README), so neither drowns the other.
+SWD_WEIGHT = 100.0
+SWD_SEED = 0  # the projection directions: fixed, so L-BFGS sees one objective and runs repeat
+PRECISIONS = ('float32', 'bfloat16')
 # The course's Adam recipe (pixels in [0, 1]): learning rate by iteration.
 ADAM_BOUNDARIES = (200, 1500)
 ADAM_LEARNING_RATES = (0.01, 0.005, 0.001)
@@ -65,14 +71,22 @@ class Objective:
     content_layers: dict = None         # {layer: weight}
     content_weight: float = 0.0
     tv_weight: float = 0.0
+    loss: str = 'gram'                  # 'gram', 'swd' or 'gram+swd': how style statistics are matched
+    swd_weight: float = None            # 'gram+swd': weight of the SWD part (default SWD_WEIGHT)
 
     @classmethod
-    def texture(cls, source_image, layer_weights):
-        return cls([source_image], dict(layer_weights))
+    def texture(cls, source_image, layer_weights, loss='gram'):
+        return cls([source_image], dict(layer_weights), loss=loss)
 
     @property
     def is_style_transfer(self):
         return self.content_image is not None
+
+
+def np_gram(features):
+    """[H, W, N] numpy -> F^T F / (N M), as losses.gram_matrix, in float64 then float32."""
+    flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+    return (flat.T @ flat / flat.size).astype(np.float32)
 
 
 def blended_grams(grams_per_image, blend):
@@ -86,7 +100,8 @@ def blended_grams(grams_per_image, blend):
 class Graph:
     """The synthesis graph: one image variable, its losses and their gradient."""
 
-    def __init__(self, weights, objective, output_shape, pooling='avg', optimizer='lbfgs'):
+    def __init__(self, weights, objective, output_shape, pooling='avg', optimizer='lbfgs', precision='float32',
+                 tileable=False):
         self.graph = tf.Graph()
         style_layers = list(objective.layer_weights)
         content_layers = dict(objective.content_layers or {}) if objective.is_style_transfer else {}
@@ -95,10 +110,11 @@ class Graph:
             shared = vgg16.weight_tensors(weights)
             self.session = tf.compat.v1.Session(graph=self.graph, config=session_config())
             # Source statistics: one forward pass per image now, constants afterwards.
+            style_features = [self.session.run(
+                {layer: getattr(vgg16.Vgg16(shared, pooling).build(tf.constant(image[None]), deepest), layer)[0]
+                 for layer in style_layers}) for image in objective.style_images]
             target_grams = blended_grams(
-                [losses.source_grams(self.session, vgg16.Vgg16(shared, pooling).build(
-                    tf.constant(image[None]), deepest), style_layers)
-                 for image in objective.style_images],
+                [{layer: np_gram(features[layer]) for layer in style_layers} for features in style_features],
                 objective.style_blend)
             if content_layers:
                 content_model = vgg16.Vgg16(shared, pooling).build(
@@ -110,10 +126,19 @@ class Graph:
             self.image = tf.compat.v1.get_variable(
                 'image', [1, height, width, 3], tf.float32, trainable=True,
                 initializer=tf.compat.v1.zeros_initializer())
-            self.noise_model = vgg16.Vgg16(shared, pooling).build(self.image, deepest)
-            style, per_layer = losses.get_gram_losses(
-                self.noise_model, target_grams, style_layers, objective.layer_weights)
+            # Source statistics stay float32; only the optimised image's network may run in bfloat16.
+            self.noise_model = vgg16.Vgg16(shared, pooling, precision, tileable).build(self.image, deepest)
             self.losses = {'total': None}
+            style, per_layer = 0.0, {}
+            if objective.loss in ('gram', 'gram+swd'):
+                style, per_layer = losses.get_gram_losses(
+                    self.noise_model, target_grams, style_layers, objective.layer_weights)
+            if objective.loss in ('swd', 'gram+swd'):
+                swd, swd_per_layer = self._swd(style_features, objective)
+                per_layer.update({f'swd_{layer}': loss for layer, loss in swd_per_layer.items()})
+                self.losses['swd'] = swd
+                style = style + (swd if objective.loss == 'swd' else
+                                 (objective.swd_weight or SWD_WEIGHT) * swd)
             terms = [objective.style_weight * style]
             if objective.is_style_transfer:
                 content_per_layer = {layer: losses.content_loss_for_layer(
@@ -142,6 +167,23 @@ class Graph:
                     self.adam_update = self.image.assign(tf.clip_by_value(self.image, 0.0, 1.0))
             self.session.run(tf.compat.v1.global_variables_initializer())
         self.graph.finalize()  # nothing may add ops inside the loop
+
+    def _swd(self, style_features, objective):
+        """(weighted SWD, {layer: SWD}) against the blended style feature distributions."""
+        rng = np.random.default_rng(SWD_SEED)
+        per_layer = {}
+        for layer in objective.layer_weights:
+            noise_features = getattr(self.noise_model, layer)
+            channels = noise_features.shape[-1]
+            directions = rng.normal(size=(channels, channels))  # as many directions as channels
+            directions /= np.linalg.norm(directions, axis=0, keepdims=True)
+            positions = int(np.prod(noise_features.shape[1:3]))
+            targets = losses.quantile_targets(
+                [losses.sorted_projections(features[layer], directions) for features in style_features],
+                positions, objective.style_blend)
+            per_layer[layer] = losses.sliced_wasserstein_loss_for_layer(noise_features, targets, directions)
+        total = tf.add_n([weight * per_layer[layer] for layer, weight in objective.layer_weights.items()])
+        return total, per_layer
 
     def set_image(self, image):
         self.session.run(self.assign, {self.new_image: image[None]})
@@ -222,23 +264,60 @@ def _lbfgs(graph, start, iterations):
             thread.join()
 
 
+def stage_shapes(output_shape, scales, step=1):
+    """The output shape at each scale, each side rounded to a multiple of `step` (tileable)."""
+    return [tuple(max(step, int(round(side * scale / step)) * step) for side in output_shape) for scale in scales]
+
+
+def scaled_objective(objective, scale):
+    """The objective with every image scaled by `scale`: the texture keeps its size in pixels
+    relative to the output, so a coarse stage sees the same texture, only smaller."""
+    if scale == 1:
+        return objective
+    rescale = lambda image: resize(image, tuple(max(1, round(side * scale)) for side in image.shape[:2]))  # noqa: E731
+    return dataclasses.replace(
+        objective, style_images=[rescale(image) for image in objective.style_images],
+        content_image=None if objective.content_image is None else rescale(objective.content_image))
+
+
 def synthesize(weights, objective, output_shape, pooling='avg', optimizer='lbfgs',
-               iterations=200, seed=0, init='mean-noise', initial_image=None):
+               iterations=200, seed=0, init='mean-noise', initial_image=None,
+               scales=(1.0,), precision='float32', tileable=False):
     """Optimise an image towards `objective` (an Objective); yields (step, image, losses).
 
     The start is `initial_image` if given, else noise of kind `init` around the
     first style image's colours (utils.initial_image).
+
+    Coarse to fine (Snelgrove 2017): with scales=(0.5, 1) the image is first
+    optimised at half size (a quarter of the pixels, about a quarter of the cost
+    per iteration) against the style images at half size, then upsampled and
+    finished at full size. `iterations` is one count per scale, or one for all.
+    Steps count on across scales; with several scales each losses dict also
+    holds the 'scale' it was computed at (losses at different scales differ).
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
-    graph = Graph(weights, objective, output_shape, pooling, optimizer)
-    try:
-        start = (make_initial_image(objective.style_images[0], (*output_shape, 3), seed, init)
-                 if initial_image is None else initial_image)
-        graph.set_image(start)
-        if optimizer == 'adam':
-            yield from _adam(graph, start, iterations)
+    iterations = list(iterations) if np.ndim(iterations) else [iterations] * len(scales)
+    if len(iterations) != len(scales):
+        raise ValueError(f"{len(iterations)} iteration counts for {len(scales)} scales")
+    step_size = vgg16.tileable_size_step(vgg16.deepest(list(objective.layer_weights))) if tileable else 1
+    shapes = stage_shapes(output_shape, scales, step_size)
+    image, offset = initial_image, 0
+    for stage, (scale, shape, stage_iterations) in enumerate(zip(scales, shapes, iterations)):
+        stage_objective = scaled_objective(objective, scale)
+        if image is None:
+            start = make_initial_image(stage_objective.style_images[0], (*shape, 3), seed, init)
         else:
-            yield from _lbfgs(graph, start, iterations)
-    finally:
-        graph.close()
+            start = resize(image, shape) if image.shape[:2] != shape else image
+        graph = Graph(weights, stage_objective, shape, pooling, optimizer, precision, tileable)
+        try:
+            graph.set_image(start)
+            run = _adam(graph, start, stage_iterations) if optimizer == 'adam' else _lbfgs(
+                graph, start, stage_iterations)
+            for step, image, values in run:
+                if stage and step == 0:
+                    continue  # the previous stage's last step already reported this image
+                yield offset + step, image, ({**values, 'scale': scale} if len(scales) > 1 else values)
+            offset += step
+        finally:
+            graph.close()

@@ -34,7 +34,12 @@ with quiet_stderr():  # TensorFlow's start-up chatter says nothing a user can ac
 
 SIZE = 256                 # texture: the source's shorter side; style transfer: the output's, at most
 OPTIMIZER = 'lbfgs'
-ITERATIONS = {'lbfgs': 200, 'adam': 2000}
+ITERATIONS = {'lbfgs': 200, 'adam': 2000}   # at one scale
+SCALES = '1'
+COARSE_ITERATIONS = {'lbfgs': 100, 'adam': 500}   # each coarse stage of --scales
+FINE_ITERATIONS = {'lbfgs': 100, 'adam': 1000}    # the full-size stage after coarse ones
+PRECISION = 'float32'
+LOSS = 'gram'
 LAYERS = 'all-conv'         # losses.GRAM_LAYERS, the course default: cleaner than Gatys' five (README)
 WEIGHTING = 'mean'
 POOLING = 'avg'
@@ -77,8 +82,23 @@ def build_parser():
     parser.add_argument('--optimizer', choices=synthesize.OPTIMIZERS, default=OPTIMIZER,
                         help='lbfgs: scipy L-BFGS-B with pixel bounds; adam: the course recipe '
                              '(default: %(default)s)')
-    parser.add_argument('--iterations', type=int, default=None,
-                        help=f'default: {ITERATIONS["lbfgs"]} for lbfgs, {ITERATIONS["adam"]} for adam')
+    parser.add_argument('--iterations', default=None,
+                        help='iterations per scale: one number for every scale, or one per scale '
+                             f'(100,60); default: {ITERATIONS["lbfgs"]} for lbfgs, {ITERATIONS["adam"]} for adam '
+                             'at one scale, see --scales')
+    parser.add_argument('--scales', default=SCALES,
+                        help='coarse to fine: optimise at these fractions of the output size in turn, '
+                             'e.g. 0.5,1 (default: %(default)s)')
+    parser.add_argument('--precision', choices=synthesize.PRECISIONS, default=PRECISION,
+                        help="the optimised image's network: bfloat16 is faster on CPUs with AVX512-BF16 "
+                             'or AMX and on recent GPUs (default: %(default)s)')
+    parser.add_argument('--loss', choices=synthesize.STYLE_LOSSES, default=LOSS,
+                        help='match Gram matrices, sliced-Wasserstein feature distributions (Heitz et al. '
+                             '2021), or both (default: %(default)s)')
+    parser.add_argument('--tileable', action='store_true',
+                        help='make an image that tiles without seams (circular padding in VGG16)')
+    parser.add_argument('--match-colors', action='store_true',
+                        help="histogram-match the result's colours to the (first) style image's at the end")
     parser.add_argument('--layers', default=LAYERS,
                         help='Gram (style) layers, "conv1_1,pool1,..." weighted by --weighting, or explicit '
                              'weights "conv1_1=1,pool1=0.5,..."; "all-conv" = the 13 conv layers '
@@ -150,11 +170,23 @@ def parse_args(argv=None):
         if args.output_size:
             parser.error("--output-size is for textures: style transfer keeps the content's shape "
                          "(use --size)")
-    if args.iterations is None:
-        args.iterations = ITERATIONS[args.optimizer]
-    for option in ('size', 'iterations'):
-        if getattr(args, option) < 1:
-            parser.error(f"--{option.replace('_', '-')} must be at least 1")
+    try:
+        args.scales = parse_numbers(args.scales, '--scales', float)
+        if not all(0 < scale <= 1 for scale in args.scales) or args.scales != sorted(args.scales) \
+                or args.scales[-1] != 1:
+            raise ValueError(f"--scales must rise to 1, each in (0, 1], like 0.5,1; not {','.join(map(str, args.scales))}")
+        args.iterations = (parse_numbers(args.iterations, '--iterations', int) if args.iterations
+                           else default_iterations(args.optimizer, len(args.scales)))
+    except ValueError as error:
+        parser.error(str(error))
+    if len(args.iterations) == 1:
+        args.iterations *= len(args.scales)
+    if len(args.iterations) != len(args.scales):
+        parser.error(f"--iterations gives {len(args.iterations)} counts for {len(args.scales)} scales")
+    if min(args.iterations) < 1:
+        parser.error("--iterations must be at least 1")
+    if args.size < 1:
+        parser.error("--size must be at least 1")
     if args.save_every < 0:
         parser.error("--save-every must be 0 or more")
     for option in ('content_weight', 'style_weight', 'tv_weight', 'style_scale'):
@@ -178,6 +210,21 @@ def parse_args(argv=None):
     if args.init == 'content' and args.mode == 'texture':
         parser.error("--init content is for style transfer; textures start from noise or an image path")
     return args
+
+
+def parse_numbers(text, option, kind):
+    try:
+        return [kind(item) for item in text.split(',')]
+    except ValueError:
+        raise ValueError(f"{option} must be {'numbers' if kind is float else 'whole numbers'} "
+                         f"separated by commas, not {text!r}") from None
+
+
+def default_iterations(optimizer, stages):
+    """ITERATIONS at one scale; coarse to fine, COARSE_ITERATIONS per coarse stage and FINE_ITERATIONS."""
+    if stages == 1:
+        return [ITERATIONS[optimizer]]
+    return [COARSE_ITERATIONS[optimizer]] * (stages - 1) + [FINE_ITERATIONS[optimizer]]
 
 
 def parse_blend(text, count):
@@ -241,7 +288,9 @@ def check_size(shape, layers, what):
 def settings(args):
     """The options as resolved for config.json (no defaults left implicit)."""
     config = {'mode': args.mode, 'size': args.size, 'optimizer': args.optimizer,
-              'iterations': args.iterations, 'layer_weights': args.layer_weights,
+              'iterations': args.iterations, 'scales': args.scales, 'precision': args.precision,
+              'loss': args.loss, 'tileable': args.tileable, 'match_colors': args.match_colors,
+              'layer_weights': args.layer_weights,
               'weighting': args.weighting, 'pooling': args.pooling, 'init': args.init, 'seed': args.seed,
               'save_every': args.save_every,
               'loss_normalisation': 'G = F^T F / (N M); layer loss = sum((G_s - G_n)^2) / 4'}
@@ -264,8 +313,9 @@ def texture_job(args):
     output_shape = tuple(args.output_shape or source.shape[:2])
     check_size(source.shape[:2], args.layer_weights, 'the source (after --size)')
     check_size(output_shape, args.layer_weights, '--output-size')
+    check_scales(args, [source.shape[:2]], output_shape)
     return types.SimpleNamespace(
-        objective=synthesize.Objective.texture(source, args.layer_weights), output_shape=output_shape,
+        objective=synthesize.Objective.texture(source, args.layer_weights, args.loss), output_shape=output_shape,
         stem=stem_of(image_path), shown=[(source, 'source')], plotted=list(args.layer_weights),
         to_rgb=lambda image: image,
         config={'image': os.path.abspath(image_path), 'source_shape': list(source.shape[:2]),
@@ -290,9 +340,10 @@ def style_job(args):
     if args.preserve_colors:  # transfer luminance only, then put the photo's colours back
         content, styles = colour.luminance_inputs(content, styles)
         to_rgb = lambda image: colour.recolour(image, shown[0][0])  # noqa: E731
+    check_scales(args, [style.shape[:2] for style in styles], output_shape)
     objective = synthesize.Objective(
         styles, args.layer_weights, args.blend, args.style_weight, content, args.content_layer_weights,
-        args.content_weight, args.tv_weight)
+        args.content_weight, args.tv_weight, args.loss)
     return types.SimpleNamespace(
         objective=objective, output_shape=output_shape,
         stem='_'.join([stem_of(content_path)] + [stem_of(path) for path in style_paths]),
@@ -300,6 +351,22 @@ def style_job(args):
         config={'content': os.path.abspath(content_path), 'styles': [os.path.abspath(p) for p in style_paths],
                 'style_shapes': [list(style.shape[:2]) for style in styles],
                 'output_shape': list(output_shape)})
+
+
+def check_scales(args, style_shapes, output_shape):
+    """Every stage of --scales, and --tileable's sizes, must suit the deepest layer."""
+    deepest = vgg16.deepest(list(args.layer_weights))
+    if args.tileable:
+        step = vgg16.tileable_size_step(deepest)
+        if output_shape[0] % step or output_shape[1] % step:
+            raise InputError(f"--tileable needs sides that are multiples of {step} (for layer {deepest}), "
+                             f"not {output_shape[1]}x{output_shape[0]}: set --output-size")
+    step = vgg16.tileable_size_step(deepest) if args.tileable else 1
+    for scale, shape in zip(args.scales, synthesize.stage_shapes(output_shape, args.scales, step)):
+        check_size(shape, args.layer_weights, f'the output at --scales {scale:g}')
+        for style_shape in style_shapes:
+            check_size(tuple(round(side * scale) for side in style_shape), args.layer_weights,
+                       f'the source at --scales {scale:g}')
 
 
 def stem_of(path):
@@ -328,6 +395,11 @@ def main(argv=None):
     args = parse_args(argv)
     job = texture_job(args) if args.mode == 'texture' else style_job(args)
     start = starting_image(args.init, job, args.preserve_colors)
+    if args.match_colors:  # the pixels' colour histograms, per channel, to the style image's
+        base, reference = job.to_rgb, job.objective.style_images[0]
+        if args.preserve_colors:
+            reference = job.shown[0][0]  # luminance-only transfer keeps the photo's colours
+        job.to_rgb = lambda image: colour.match_histograms(base(image), reference)
     weights_path = vgg_weights.resolve_weights_path(args.weights, log=lambda m: print(m, file=sys.stderr))
     network_weights = vgg_weights.load_weights(weights_path, args.allow_pickle)
     run_dir = runs.make_run_dir(args.out, job.stem, args.name)
@@ -340,9 +412,10 @@ def main(argv=None):
     tf.config.experimental.enable_op_determinism()
     steps = synthesize.synthesize(network_weights, job.objective, job.output_shape, args.pooling,
                                   args.optimizer, args.iterations, args.seed,
-                                  args.init if start is None else None, start)
+                                  args.init if start is None else None, start,
+                                  args.scales, args.precision, args.tileable)
     history, image, status, started = [], None, 'finished', time.time()
-    bar = tqdm(total=args.iterations, unit='it', desc=job.stem, dynamic_ncols=True)
+    bar = tqdm(total=sum(args.iterations), unit='it', desc=job.stem, dynamic_ncols=True)
     try:
         with quiet_stderr():  # the first step builds the session: more TensorFlow chatter
             first = next(steps)
@@ -361,7 +434,7 @@ def main(argv=None):
         bar.close()
         steps.close()
         status = runs.finish(run_dir, None if image is None else job.to_rgb(image), history, config,
-                             job.shown, job.plotted, status, args.iterations, time.time() - started)
+                             job.shown, job.plotted, status, sum(args.iterations), time.time() - started)
     return 130 if status == 'interrupted' else 0
 
 

@@ -49,6 +49,14 @@ def resize_shorter_side(image, size):
     return image.resize(new_size, Image.LANCZOS) if new_size != image.size else image
 
 
+def resize(image, shape):
+    """[H, W, 3] float image -> shape (height, width), bicubic per channel, clipped to [0, 1]."""
+    height, width = shape
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32))
+                           .resize((width, height), Image.BICUBIC)) for c in range(image.shape[-1])]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
 def to_uint8(image):
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 

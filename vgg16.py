@@ -56,6 +56,17 @@ def weight_tensors(weights, dtype=tf.float32):
                 for name, (kernel, bias) in weights.items()}
 
 
+def wrap(net, width=1):
+    """Pad [batch, H, W, C] by `width` on every side with the opposite edge (circular padding)."""
+    net = tf.concat([net[:, -width:], net, net[:, :width]], axis=1)
+    return tf.concat([net[:, :, -width:], net, net[:, :, :width]], axis=2)
+
+
+def tileable_size_step(layer):
+    """Tileable sides must be multiples of this, so every pooling halves the torus exactly."""
+    return 2 ** downsampling(layer)
+
+
 class Vgg16:
     """The convolutional part of VGG16; layers become attributes after `build`.
 
@@ -64,7 +75,7 @@ class Vgg16:
     (as in the course's `Vgg16()`): the real weights, found as `weights.py` says.
     """
 
-    def __init__(self, weights=None, pooling='avg'):
+    def __init__(self, weights=None, pooling='avg', dtype=tf.float32, tileable=False):
         if weights is None:
             import weights as vgg_weights  # here, not at the top: weights.py imports this module
             weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
@@ -72,6 +83,9 @@ class Vgg16:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         self.weights = weights
         self.pooling = pooling
+        self.dtype = tf.as_dtype(dtype)  # bfloat16: ~1.6x faster on CPUs with AVX512-BF16 (README)
+        # Circular padding: the image is seen as a torus, so what is optimised tiles without seams.
+        self.tileable = tileable
         self.layers = {}
 
     def build(self, rgb, up_to='pool5'):
@@ -81,18 +95,22 @@ class Vgg16:
         not pay for block 5 (a fifth of the FLOPs at no benefit).
         """
         if not all(isinstance(value[0], tf.Tensor) for value in self.weights.values()):
-            self.weights = weight_tensors(self.weights)
+            self.weights = weight_tensors(self.weights, self.dtype)
         with tf.compat.v1.name_scope('vgg16'):
             # RGB [0, 1] -> BGR [0, 255] minus the mean: what the weights expect.
             bgr = tf.reverse(rgb, axis=[-1]) * 255.0 - tf.constant(IMAGENET_MEAN_BGR, rgb.dtype)
             self.bgr = bgr
-            net = bgr
+            net = tf.cast(bgr, self.dtype)
             for name, width in ARCHITECTURE:
                 if width is None:
                     net = self._pool(net, name)
                 else:
-                    kernel, bias = self.weights[name]
-                    net = tf.nn.conv2d(net, kernel, strides=1, padding='SAME', name=name + '_conv')
+                    kernel, bias = (tf.cast(t, self.dtype) if t.dtype != self.dtype else t
+                                    for t in self.weights[name])  # shared float32 constants
+                    if self.tileable:
+                        net = tf.nn.conv2d(wrap(net), kernel, strides=1, padding='VALID', name=name + '_conv')
+                    else:
+                        net = tf.nn.conv2d(net, kernel, strides=1, padding='SAME', name=name + '_conv')
                     net = tf.nn.relu(tf.nn.bias_add(net, bias), name=name)
                 self.layers[name] = net
                 setattr(self, name, net)

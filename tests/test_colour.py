@@ -40,3 +40,13 @@ def test_luminance_inputs_are_grey():
     for image in (grey_content, grey_style):
         assert image.shape == (8, 8, 3) and image.min() >= 0 and image.max() <= 1
         assert np.array_equal(image[..., 0], image[..., 2])
+
+
+def test_match_histograms_takes_the_references_values_and_keeps_order():
+    image = RNG.uniform(0, 1, (8, 8, 3)).astype(np.float32)
+    reference = RNG.uniform(0.5, 0.7, (16, 4, 3)).astype(np.float32)  # another size
+    matched = colour.match_histograms(image, reference)
+    for c in range(3):
+        np.testing.assert_allclose(np.sort(matched[..., c].ravel()), np.sort(reference[..., c].ravel()), rtol=0)
+        assert np.array_equal(np.argsort(matched[..., c], axis=None, kind='stable'),
+                              np.argsort(image[..., c], axis=None, kind='stable'))

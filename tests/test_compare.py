@@ -106,7 +106,7 @@ def test_sweep_runs_scores_and_resumes(tiny_weights_path, tmp_path, capsys):
     assert names == ['weighting=geometric_pooling=avg', 'weighting=geometric_pooling=max',
                      'weighting=mean_pooling=avg', 'weighting=mean_pooling=max']
     config = json.load(open(os.path.join(folder, 'runs', names[1], 'config.json')))
-    assert config['weighting'] == 'geometric' and config['pooling'] == 'max' and config['iterations'] == 3
+    assert config['weighting'] == 'geometric' and config['pooling'] == 'max' and config['iterations'] == [3]
     first = {name: os.path.getmtime(os.path.join(folder, 'runs', name, 'result.png')) for name in names}
     capsys.readouterr()
 

@@ -96,3 +96,42 @@ def test_tv_loss_properties():
     assert evaluate(losses.total_variation_loss, noise)[0] > evaluate(losses.total_variation_loss, smooth)[0]
     assert evaluate(losses.total_variation_loss, noise + 0.3)[0] == pytest.approx(
         evaluate(losses.total_variation_loss, noise)[0], rel=1e-12)
+
+
+# ---------------------------------------------------------------- sliced Wasserstein (Heitz et al. 2021)
+
+def numpy_swd(noise, source, directions):
+    """Equal sizes: mean over directions and positions of (sorted projection differences)^2."""
+    project = lambda f: np.sort(f.reshape(-1, f.shape[-1]) @ directions, axis=0)  # noqa: E731
+    return np.mean((project(noise) - project(source)) ** 2)
+
+
+def test_swd_loss_matches_numpy_and_its_gradient():
+    noise, source = RNG.uniform(0, 3, (2, 1, 4, 5, 6))
+    directions = RNG.normal(size=(6, 4))
+    directions /= np.linalg.norm(directions, axis=0)
+    targets = losses.quantile_targets(losses.sorted_projections(source[0], directions), 20).astype(np.float64)
+    loss_fn = lambda x: losses.sliced_wasserstein_loss_for_layer(x, targets, directions)  # noqa: E731
+    value, gradient = evaluate(loss_fn, noise)
+    assert value == pytest.approx(numpy_swd(noise[0], source[0], directions), rel=1e-6)
+    np.testing.assert_allclose(gradient, finite_differences(loss_fn, noise), rtol=1e-5, atol=1e-8)
+
+
+def test_swd_targets_handle_other_sizes_and_blends():
+    source = RNG.uniform(0, 1, (6, 6, 3))
+    directions = np.eye(3)
+    rows = losses.sorted_projections(source, directions)
+    # A 2x2 tiling has the same distribution: its targets at 144 positions repeat each value 4 times.
+    np.testing.assert_allclose(losses.quantile_targets(rows, 144), np.repeat(rows, 4, axis=1), rtol=1e-6)
+    # Blending a distribution with itself shifted by 1 gives the halfway shift (the 1-D barycentre).
+    blended = losses.quantile_targets([rows, rows + 1.0], 36, blend=[1, 1])
+    np.testing.assert_allclose(blended, rows + 0.5, rtol=1e-6)
+
+
+def test_swd_loss_ignores_where_features_are():
+    source = RNG.uniform(0, 1, (1, 8, 8, 5))
+    directions = RNG.normal(size=(5, 5))
+    targets = losses.quantile_targets(losses.sorted_projections(source[0], directions), 64)
+    shuffled = source.reshape(64, 5)[RNG.permutation(64)].reshape(1, 8, 8, 5)
+    loss_fn = lambda x: losses.sliced_wasserstein_loss_for_layer(x, targets, directions)  # noqa: E731
+    assert evaluate(loss_fn, shuffled)[0] == pytest.approx(0, abs=1e-10)

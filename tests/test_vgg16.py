@@ -108,3 +108,18 @@ def test_no_argument_constructor_finds_weights_like_the_course(tiny_weights_path
     with tf.Graph().as_default():
         model = vgg16.Vgg16().build(tf.zeros([1, 32, 32, 3]))
     assert model.conv5_3.shape.as_list() == [1, 2, 2, TINY_WIDTHS['5']]
+
+
+def test_tileable_network_sees_a_torus(tiny_weights):
+    """With circular padding, shifting the image cyclically shifts every feature map the same way."""
+    image = np.random.default_rng(0).uniform(0, 1, (1, 32, 32, 3)).astype(np.float32)
+    shifted = np.roll(image, (8, 16), (1, 2))
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        placeholder = tf.compat.v1.placeholder(tf.float32, [1, 32, 32, 3])
+        model = vgg16.Vgg16(tiny_weights, tileable=True).build(placeholder, 'conv4_1')
+        plain = vgg16.Vgg16(tiny_weights).build(placeholder, 'conv4_1')
+        torus, torus_shifted = [session.run(model.conv4_1, {placeholder: x}) for x in (image, shifted)]
+        flat, flat_shifted = [session.run(plain.conv4_1, {placeholder: x}) for x in (image, shifted)]
+    # conv4_1 is 1/8 size: the shift (8, 16) becomes (1, 2).
+    np.testing.assert_allclose(np.roll(torus, (1, 2), (1, 2)), torus_shifted, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(np.roll(flat, (1, 2), (1, 2)), flat_shifted, rtol=1e-4, atol=1e-5)
