@@ -1,131 +1,178 @@
-"""Speed benchmark: seconds per iteration and time to a given loss, per size and optimiser.
+"""Speed benchmark: time to the same texture quality, train.py's settings against a plain baseline.
 
-    python benchmark.py                      # 128 and 256 px, lbfgs and adam, texture1.jpg
-    python benchmark.py --sizes 256 512 --optimizers lbfgs --image pebbles.jpg
+    python benchmark.py                                   # texture1-4 at 256 px, the defaults
+    python benchmark.py --sizes 256 512 --images texture1.jpg
+    python benchmark.py --variant "bf16=--precision bfloat16" --variant "ms=--scales 0.5,1 --iterations 100,60"
 
-Each configuration runs in its own process, so its peak memory is its own.
-Figures are printed as a table and written to --out as benchmark.json with the
-result images; compare variants within one run (machines are noisy) and quote
-ratios. Nothing here is a test: it only measures.
+The baseline is plain full-resolution L-BFGS (float32, one scale, 200
+iterations, train.py's default layers). Every run's images are scored with the
+baseline's objective at full resolution (an extra float32 evaluation, left
+out of the timing), so "time to the baseline's final loss" compares like with
+like. Each run is its own process, so its peak memory is its own. Printed as a
+table, written to --out as benchmark.json with a side-by-side PNG per texture.
+Machines are noisy: compare within one run and quote ratios. Not a test.
 """
 import argparse
 import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
 
 from utils import quiet_stderr
 
-SIZES = (128, 256)
-OPTIMIZERS = ('lbfgs', 'adam')
-ITERATIONS = {'lbfgs': 200, 'adam': 600}
-TARGET_RATIO = 1e-3   # "time to loss": loss <= this fraction of the starting noise's loss
-IMAGE = 'texture1.jpg'
+IMAGES = ('texture1.jpg', 'texture2.jpg', 'texture3.jpg', 'texture4.jpg')
+SIZES = (256,)
+BASELINE = '--scales 1 --precision float32 --loss gram --iterations 200 --optimizer lbfgs'
 OUT = 'bench_out'
 
 
-def measure(image, size, optimizer, iterations, layers, weighting, seed, out):
-    """One configuration, in this process; returns its figures."""
+def measure(image, size, options, out, name):
+    """One run in this process: [(seconds, baseline-objective loss)] for its full-size steps, and more."""
     with quiet_stderr():
         import numpy as np
-        import tensorflow as tf
         import synthesize
+        import tensorflow as tf
         import train
         import utils
         import weights as vgg_weights
-    layer_weights = train.parse_layers(layers or train.LAYERS, weighting)
-    source = utils.load_image(utils.find_image(image), size)
+    args = train.parse_args(['--image', image, '--size', str(size)] + shlex.split(options))
+    job = train.texture_job(args)
     network_weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
     tf.config.experimental.enable_op_determinism()
-    started = time.perf_counter()
-    times, totals = [], []
+    baseline_layers = train.parse_layers(train.LAYERS, None)
+    source = job.objective.style_images[0]
+    same_objective = (args.scales == [1.0] and args.precision == 'float32' and args.loss == 'gram'
+                      and args.layer_weights == baseline_layers and not args.tileable
+                      and job.output_shape == source.shape[:2])
+    evaluator = None if same_objective else synthesize.Graph(
+        network_weights, synthesize.Objective.texture(source, baseline_layers), source.shape[:2])
+    started, evaluating = time.perf_counter(), 0.0
+    curve, setup = [], None
     with quiet_stderr():
-        steps = synthesize.synthesize(network_weights, synthesize.Objective.texture(source, layer_weights),
-                                      source.shape[:2], optimizer=optimizer, iterations=iterations, seed=seed)
-        step, image_out, losses = next(steps)  # builds the graph and the source statistics
-    setup = time.perf_counter() - started
-    times.append(0.0)
-    totals.append(losses['total'])
-    for step, image_out, losses in steps:
-        times.append(time.perf_counter() - started - setup)
-        totals.append(losses['total'])
-    name = f'{size}px-{optimizer}'
-    utils.save_image(image_out, os.path.join(out, f'{name}.png'))
-    per_iteration = np.diff(times)
-    target = totals[0] * TARGET_RATIO
-    reached = next((t for t, loss in zip(times, totals) if loss <= target), None)
-    return {'name': name, 'size': size, 'optimizer': optimizer, 'iterations': len(totals) - 1,
-            'setup_s': round(setup, 2), 'median_s_per_iteration': round(float(np.median(per_iteration)), 4),
-            'total_s': round(times[-1], 2), 'start_loss': totals[0], 'final_loss': totals[-1],
-            'target_loss': target, 'seconds_to_target': None if reached is None else round(reached, 2),
-            'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            'times': [round(t, 3) for t in times], 'totals': totals}
+        steps = synthesize.synthesize(network_weights, job.objective, job.output_shape, args.pooling,
+                                      args.optimizer, args.iterations, args.seed, args.init, None,
+                                      args.scales, args.precision, args.tileable)
+        for step, result, losses in steps:
+            now = time.perf_counter() - started - evaluating
+            if setup is None:
+                setup = now
+            if losses.get('scale', 1.0) != 1.0:
+                continue  # coarse stages: a smaller image, not comparable
+            if evaluator is None:
+                loss = losses['total']
+            else:
+                before = time.perf_counter()
+                evaluator.set_image(result if result.shape[:2] == source.shape[:2]
+                                    else utils.resize(result, source.shape[:2]))
+                loss = evaluator.evaluate()[0]['total']
+                evaluating += time.perf_counter() - before
+            curve.append((round(now, 3), loss))
+    total = time.perf_counter() - started - evaluating
+    utils.save_image(result, os.path.join(out, f'{name}.png'))
+    return {'name': name, 'image': image, 'size': size, 'options': options, 'setup_s': round(setup, 2),
+            'total_s': round(total, 2), 'final_loss': curve[-1][1], 'curve': curve,
+            'result': os.path.join(out, f'{name}.png'),
+            'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def seconds_to(row, loss):
-    """First time a run's loss reached `loss`, or None."""
-    return next((t for t, total in zip(row['times'], row['totals']) if total <= loss), None)
+    """First time (setup included) a run's full-size loss reached `loss`, or None."""
+    return next((seconds for seconds, value in row['curve'] if value <= loss), None)
+
+
+def score_rows(rows):
+    """Sliced-Wasserstein and layout scores of every result against its source."""
+    with quiet_stderr():
+        import compare
+        import utils
+        import weights as vgg_weights
+    network_weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
+    sources = {}
+    pairs = []
+    for row in rows:
+        key = (row['image'], row['size'])
+        if key not in sources:
+            sources[key] = utils.load_image(utils.find_image(row['image']), row['size'])
+        pairs.append((utils.load_image(row['result']), sources[key]))
+    for row, scores in zip(rows, compare.score_all(network_weights, pairs)):
+        row.update(swd=scores['swd'], layout=scores['layout'])
+    return sources
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--image', default=IMAGE, help='texture (default: %(default)s)')
+    parser.add_argument('--images', nargs='+', default=list(IMAGES), help='(default: %(default)s)')
     parser.add_argument('--sizes', type=int, nargs='+', default=list(SIZES), help='(default: %(default)s)')
-    parser.add_argument('--optimizers', nargs='+', choices=OPTIMIZERS, default=list(OPTIMIZERS),
-                        help='(default: %(default)s)')
-    parser.add_argument('--lbfgs-iterations', type=int, default=ITERATIONS['lbfgs'],
-                        help='(default: %(default)s)')
-    parser.add_argument('--adam-iterations', type=int, default=ITERATIONS['adam'],
-                        help='(default: %(default)s)')
-    parser.add_argument('--layers', default=None, help='(default: the train.py default)')
-    parser.add_argument('--weighting', default=None, help='(default: the train.py default)')
-    parser.add_argument('--seed', type=int, default=0, help='(default: %(default)s)')
+    parser.add_argument('--variant', action='append', default=None, metavar='NAME=OPTIONS',
+                        help='train.py options to compare with the baseline (default: "default=", '
+                             "train.py's defaults)")
     parser.add_argument('--out', default=OUT, help='(default: %(default)s)')
-    parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)  # child process mode
+    parser.add_argument('--one', nargs=4, help=argparse.SUPPRESS)  # child: image size options name
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    iterations = {'lbfgs': args.lbfgs_iterations, 'adam': args.adam_iterations}
-
     if args.one:
-        row = measure(args.image, args.sizes[0], args.optimizers[0], iterations[args.optimizers[0]],
-                      args.layers, args.weighting, args.seed, args.out)
-        print(json.dumps(row))
+        image, size, options, name = args.one
+        print(json.dumps(measure(image, int(size), options, args.out, name)))
         return
+    variants = [('baseline', BASELINE)] + [tuple(v.split('=', 1)) for v in (args.variant or ['default='])]
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}; image {args.image}, "
-          f"layers {args.layers or 'train.py default'}", flush=True)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}", flush=True)
     rows = []
     for size in args.sizes:
-        for optimizer in args.optimizers:
-            command = [sys.executable, __file__, '--one', '--image', args.image, '--sizes', str(size),
-                       '--optimizers', optimizer, f'--{optimizer}-iterations', str(iterations[optimizer]),
-                       '--seed', str(args.seed), '--out', args.out]
-            for option in ('layers', 'weighting'):
-                if getattr(args, option):
-                    command += [f'--{option}', getattr(args, option)]
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode != 0:
-                sys.exit(f"error: {size}px {optimizer} failed: {result.stderr.strip().splitlines()[-1:]}")
-            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-            print(f"  done {size}px {optimizer}", flush=True)
+        for image in args.images:
+            for variant, options in variants:
+                name = f"{os.path.splitext(image)[0]}-{size}-{variant}"
+                result = subprocess.run([sys.executable, __file__, '--out', args.out,
+                                         '--one', image, str(size), options, name],
+                                        capture_output=True, text=True)
+                if result.returncode != 0:
+                    sys.exit(f"error: {name} failed: {result.stderr.strip().splitlines()[-1:]}")
+                row = json.loads(result.stdout.strip().splitlines()[-1])
+                row['variant'] = variant
+                rows.append(row)
+                print(f"  {name}: {row['total_s']:.1f} s, loss {row['final_loss']:.3e}", flush=True)
+    sources = score_rows(rows)
 
-    header = (f"{'config':<14}{'iters':>6}{'setup s':>9}{'s/iter':>8}{'total s':>9}{'start loss':>12}"
-              f"{'final loss':>12}{'s to 1e-3x':>11}{'s to lbfgs final':>17}{'peak MB':>9}")
-    print(header)
+    print(f"\n{'texture':<14}{'size':>5} {'variant':<10}{'total s':>8}{'final loss':>12}{'s to base':>10}"
+          f"{'speedup':>9}{'base s to its':>14}{'swd':>8}{'layout':>8}{'peak MB':>8}")
+    ratios = {}
     for row in rows:
-        lbfgs = next((r for r in rows if r['size'] == row['size'] and r['optimizer'] == 'lbfgs'), None)
-        to_lbfgs = seconds_to(row, lbfgs['final_loss']) if lbfgs else None
-        fmt = lambda value: '-' if value is None else f'{value:.1f}'  # noqa: E731
-        print(f"{row['name']:<14}{row['iterations']:>6}{row['setup_s']:>9.1f}{row['median_s_per_iteration']:>8.3f}"
-              f"{row['total_s']:>9.1f}{row['start_loss']:>12.3e}{row['final_loss']:>12.3e}"
-              f"{fmt(row['seconds_to_target']):>11}{fmt(to_lbfgs):>17}{row['peak_rss_mb']:>9}")
+        base = next(r for r in rows if r['image'] == row['image'] and r['size'] == row['size']
+                    and r['variant'] == 'baseline')
+        reached = seconds_to(row, base['final_loss'])
+        # Baseline's time to this run's final loss: the speedup at equal loss when this run stops short.
+        base_to_row = seconds_to(base, row['final_loss'])
+        row['seconds_to_baseline_loss'] = reached
+        row['speedup'] = base['total_s'] / reached if reached else None
+        row['baseline_seconds_to_this_loss'] = base_to_row
+        if row['variant'] != 'baseline':
+            ratios.setdefault((row['variant'], row['size']), []).append(row['speedup'])
+        fmt = lambda value, spec: '-' if value is None else format(value, spec)  # noqa: E731
+        print(f"{os.path.splitext(row['image'])[0]:<14}{row['size']:>5} {row['variant']:<10}{row['total_s']:>8.1f}"
+              f"{row['final_loss']:>12.3e}{fmt(reached, '.1f'):>10}{fmt(row['speedup'], '.2f'):>9}"
+              f"{fmt(base_to_row, '.1f'):>14}{row['swd']:>8.3g}{row['layout']:>8.3f}{row['peak_rss_mb']:>8}")
+    for (variant, size), values in ratios.items():
+        reached = [v for v in values if v is not None]
+        median = sorted(reached)[len(reached) // 2] if len(reached) == len(values) else None
+        print(f"{variant} at {size} px: speedup to the baseline's final loss "
+              f"{', '.join('-' if v is None else f'{v:.2f}x' for v in values)}; median "
+              f"{'-' if median is None else f'{median:.2f}x'}")
+
+    with quiet_stderr():
+        import utils
+    for (image, size), source in sources.items():
+        group = [r for r in rows if r['image'] == image and r['size'] == size]
+        utils.save_side_by_side([source] + [utils.load_image(r['result']) for r in group],
+                                ['source'] + [f"{r['variant']}: {r['total_s']:.0f} s, loss {r['final_loss']:.2e}"
+                                              for r in group],
+                                os.path.join(args.out, f"{os.path.splitext(image)[0]}-{size}.png"))
     with open(os.path.join(args.out, 'benchmark.json'), 'w') as handle:
         json.dump({'machine': {'cpus': os.cpu_count(), 'platform': platform.platform()},
-                   'args': vars(args), 'rows': rows}, handle, indent=1)
+                   'variants': dict(variants), 'rows': rows}, handle, indent=1)
     print(f"figures and images in {args.out}/")
 
 

@@ -306,18 +306,27 @@ def synthesize(weights, objective, output_shape, pooling='avg', optimizer='lbfgs
     for stage, (scale, shape, stage_iterations) in enumerate(zip(scales, shapes, iterations)):
         stage_objective = scaled_objective(objective, scale)
         if image is None:
-            start = make_initial_image(stage_objective.style_images[0], (*shape, 3), seed, init)
-        else:
-            start = resize(image, shape) if image.shape[:2] != shape else image
-        graph = Graph(weights, stage_objective, shape, pooling, optimizer, precision, tileable)
-        try:
-            graph.set_image(start)
-            run = _adam(graph, start, stage_iterations) if optimizer == 'adam' else _lbfgs(
-                graph, start, stage_iterations)
-            for step, image, values in run:
-                if stage and step == 0:
-                    continue  # the previous stage's last step already reported this image
-                yield offset + step, image, ({**values, 'scale': scale} if len(scales) > 1 else values)
-            offset += step
-        finally:
-            graph.close()
+            image = make_initial_image(stage_objective.style_images[0], (*shape, 3), seed, init)
+        elif image.shape[:2] != shape:
+            image = resize(image, shape)
+        done, stage_precision = 0, precision
+        while done < stage_iterations:
+            graph = Graph(weights, stage_objective, shape, pooling, optimizer, stage_precision, tileable)
+            try:
+                graph.set_image(image)
+                remaining = stage_iterations - done
+                run = (_adam if optimizer == 'adam' else _lbfgs)(graph, image, remaining)
+                for step, image, values in run:
+                    if step == 0 and (stage or done):
+                        continue  # the previous run's last step already reported this image
+                    yield offset + done + step, image, (
+                        {**values, 'scale': scale} if len(scales) > 1 else values)
+                done += step
+            finally:
+                graph.close()
+            if done < stage_iterations and stage_precision == 'bfloat16':
+                # L-BFGS's line search gives up when bfloat16 rounding hides the progress: finish in float32.
+                stage_precision = 'float32'
+            else:
+                break
+        offset += done

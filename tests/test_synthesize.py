@@ -95,3 +95,62 @@ def test_a_blend_weight_of_one_is_that_style_alone(tiny_weights):
     assert blended.evaluate()[0]['style'] == pytest.approx(only_first.evaluate()[0]['style'], rel=1e-6)
     only_first.close()
     blended.close()
+
+
+# ---------------------------------------------------------------- coarse to fine, SWD, tileable
+
+def test_coarse_to_fine_counts_steps_on_and_ends_at_full_size(tiny_weights):
+    steps = list(synthesize.synthesize(tiny_weights, TEXTURE, (32, 48), iterations=[3, 2], scales=(0.5, 1)))
+    assert [step for step, _, _ in steps] == [0, 1, 2, 3, 4, 5]
+    assert [losses['scale'] for _, _, losses in steps] == [0.5] * 4 + [1.0] * 2
+    assert [image.shape[:2] for _, image, _ in steps] == [(16, 24)] * 4 + [(32, 48)] * 2
+
+
+def test_stage_shapes_round_to_the_tileable_step():
+    assert synthesize.stage_shapes((256, 200), (0.5, 1)) == [(128, 100), (256, 200)]
+    assert synthesize.stage_shapes((256, 192), (0.3, 1), step=16) == [(80, 64), (256, 192)]
+
+
+@pytest.mark.parametrize('loss, keys', [
+    ('swd', {'total', 'swd', 'swd_conv1_1', 'swd_pool1'}),
+    ('gram+swd', {'total', 'swd', 'conv1_1', 'pool1', 'swd_conv1_1', 'swd_pool1'}),
+])
+def test_swd_losses_add_up(tiny_weights, loss, keys):
+    objective = synthesize.Objective([SOURCE], LAYERS, loss=loss, swd_weight=3.0)
+    steps = list(synthesize.synthesize(tiny_weights, objective, (24, 24), iterations=4))
+    for _, _, losses in steps:
+        assert set(losses) == keys
+        assert losses['swd'] == pytest.approx(losses['swd_conv1_1'] + losses['swd_pool1'], rel=1e-5)
+        gram = losses.get('conv1_1', 0) + losses.get('pool1', 0)
+        expected = losses['swd'] if loss == 'swd' else gram + 3.0 * losses['swd']
+        assert losses['total'] == pytest.approx(expected, rel=1e-5)
+    assert steps[-1][2]['swd'] < steps[0][2]['swd']
+
+
+def test_bfloat16_losses_are_close_to_float32(tiny_weights):
+    values = {}
+    for precision in synthesize.PRECISIONS:
+        graph = synthesize.Graph(tiny_weights, TEXTURE, (32, 32), precision=precision)
+        graph.set_image(np.random.default_rng(1).uniform(0, 1, (32, 32, 3)).astype(np.float32))
+        values[precision] = graph.evaluate()[0]['total']
+        graph.close()
+    assert values['bfloat16'] == pytest.approx(values['float32'], rel=0.05)
+
+
+def test_bfloat16_lbfgs_that_stalls_is_finished_in_float32(tiny_weights, monkeypatch):
+    """On this tiny problem bfloat16 rounding stops L-BFGS's line search early; all 6 steps still run."""
+    precisions = []
+    original = synthesize.Graph.__init__
+
+    def recording(self, *args, **kwargs):
+        precisions.append(args[5] if len(args) > 5 else kwargs.get('precision'))
+        original(self, *args, **kwargs)
+    monkeypatch.setattr(synthesize.Graph, '__init__', recording)
+    from PIL import Image
+    from conftest import ROOT
+    texture = np.asarray(Image.open(f'{ROOT}/images/texture1.jpg').resize((48, 48)), np.float32) / 255
+    objective = synthesize.Objective.texture(texture, {'conv1_1': 1 / 3, 'pool1': 1 / 3, 'pool2': 1 / 3})
+    steps = list(synthesize.synthesize(tiny_weights, objective, (48, 48), iterations=6, precision='bfloat16'))
+    assert [step for step, _, _ in steps] == list(range(7))
+    assert precisions == ['bfloat16', 'float32']
+    assert steps[-1][2]['total'] < steps[2][2]['total']
