@@ -74,7 +74,8 @@ def finish(run_dir, image, history, config, shown, plotted, status, iterations, 
     """Write the run's outputs, whatever ended it; returns the final status.
 
     shown: [(image, label)] for comparison.png, the result is added last;
-    plotted: the history columns drawn in loss.png besides the total.
+    plotted: the history columns drawn in loss.png besides the total (those present;
+    None: every loss column).
     """
     if image is None:
         config.update(status=status, iterations_done=0)
@@ -91,7 +92,9 @@ def finish(run_dir, image, history, config, shown, plotted, status, iterations, 
     images, labels = zip(*shown, (image, f"result, loss {history[-1]['total']:.3g}"))
     utils.save_side_by_side(images, labels, os.path.join(run_dir, 'comparison.png'))
     if len(history) > 1:
-        utils.save_loss_plot(history, plotted, os.path.join(run_dir, 'loss.png'))
+        columns = [c for c in history[-1] if c not in ('step', 'seconds', 'total', 'scale')]
+        utils.save_loss_plot(history, columns if plotted is None else [c for c in plotted if c in columns],
+                             os.path.join(run_dir, 'loss.png'))
     print(f"{status}: {history[-1]['step']} iterations, loss {history[0]['total']:.3e} -> "
           f"{history[-1]['total']:.3e}, result in {result_path}", file=sys.stderr)
     return status

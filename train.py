@@ -357,7 +357,7 @@ def texture_job(args):
     check_scales(args, [source.shape[:2]], output_shape)
     return types.SimpleNamespace(
         objective=synthesize.Objective.texture(source, args.layer_weights, args.loss), output_shape=output_shape,
-        stem=stem_of(image_path), shown=[(source, 'source')], plotted=list(args.layer_weights),
+        stem=stem_of(image_path), shown=[(source, 'source')], plotted=None,
         to_rgb=lambda image: image,
         config={'image': os.path.abspath(image_path), 'source_shape': list(source.shape[:2]),
                 'output_shape': list(output_shape)})
@@ -389,7 +389,7 @@ def style_job(args):
     return types.SimpleNamespace(
         objective=objective, output_shape=output_shape,
         stem='_'.join([stem_of(content_path)] + [stem_of(path) for path in style_paths]),
-        shown=shown, plotted=['style', 'content', 'tv'], to_rgb=to_rgb,
+        shown=shown, plotted=['style', 'swd', 'content', 'tv'], to_rgb=to_rgb,
         config={'content': os.path.abspath(content_path), 'styles': [os.path.abspath(p) for p in style_paths],
                 'style_shapes': [list(style.shape[:2]) for style in styles],
                 'output_shape': list(output_shape)})

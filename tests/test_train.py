@@ -226,3 +226,52 @@ def test_real_weights_same_seed_same_output(tmp_path, capsys):
         assert code == 0, err
         results.append(open(os.path.join(only_run_dir(out), 'result.png'), 'rb').read())
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize('options, columns', [
+    (['--loss', 'swd'], {'swd', 'swd_conv1_1', 'swd_pool1', 'swd_pool2'}),
+    (['--loss', 'gram+swd', '--scales', '0.5,1', '--iterations', '3,2'],
+     {'swd', 'swd_conv1_1', 'swd_pool1', 'swd_pool2', 'conv1_1', 'pool1', 'pool2', 'scale'}),
+    (['--tileable', '--match-colors', '--precision', 'bfloat16'], {'conv1_1', 'pool1', 'pool2'}),
+])
+def test_loss_scales_and_tiles_end_to_end(small_texture, tiny_weights_path, tmp_path, capsys, options, columns):
+    out = str(tmp_path / 'runs')
+    code, err = run_cli(['--image', small_texture, '--size', '48', '--iterations', '4', '--save-every', '0',
+                         '--layers', 'conv1_1,pool1,pool2', '--weights', tiny_weights_path, '--out', out,
+                         *options], capsys)
+    assert code == 0, err
+    run = only_run_dir(out)
+    assert sorted(os.listdir(run)) == ['comparison.png', 'config.json', 'history.csv', 'loss.png',
+                                       'result.png', 'steps']
+    with open(os.path.join(run, 'history.csv')) as handle:
+        rows = list(csv.DictReader(handle))
+    assert set(rows[0]) == {'step', 'seconds', 'total'} | columns
+    config = json.load(open(os.path.join(run, 'config.json')))
+    assert config['status'] == 'finished' and config['iterations_done'] == len(rows) - 1
+    if '--match-colors' in options:
+        result = np.asarray(Image.open(os.path.join(run, 'result.png')), np.float32) / 255
+        source = load_image(small_texture, 48)
+        for channel in range(3):  # the histogram is the source's, up to 8-bit rounding
+            assert np.abs(np.sort(result[..., channel], axis=None)
+                          - np.sort(source[..., channel], axis=None)).max() < 2 / 255
+
+
+SCHEDULE_BAD_INPUTS = [
+    (['--scales', '0.5'], '--scales must rise to 1'),
+    (['--scales', '1,0.5'], '--scales must rise to 1'),
+    (['--scales', 'half,1'], '--scales must be numbers'),
+    (['--scales', '0.5,1', '--iterations', '1,2,3'], '--iterations gives 3 counts for 2 scales'),
+    (['--scales', '0.05,1'], 'the output at --scales 0.05'),
+    (['--tileable', '--output-size', '250'], '--tileable needs sides that are multiples of 16'),
+    (['--precision', 'float8'], "invalid choice: 'float8'"),
+    (['--loss', 'l1'], "invalid choice: 'l1'"),
+]
+
+
+@pytest.mark.parametrize('args, message', SCHEDULE_BAD_INPUTS, ids=[m for _, m in SCHEDULE_BAD_INPUTS])
+def test_schedule_bad_input_is_one_line(tiny_weights_path, tmp_path, args, message):
+    result = run_script(['--image', 'texture1.jpg', '--weights', tiny_weights_path, '--out', str(tmp_path / 'r')]
+                        + args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
