@@ -33,7 +33,6 @@ OUT = 'bench_out'
 def measure(image, size, options, out, name):
     """One run in this process: [(seconds, baseline-objective loss)] for its full-size steps, and more."""
     with quiet_stderr():
-        import numpy as np
         import synthesize
         import tensorflow as tf
         import train

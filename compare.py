@@ -8,7 +8,6 @@ first, then the results, best first), report.html (self-contained) and, for a
 sweep, loss_curves.png and runs/ (one train.py run folder per configuration).
 Rerunning a sweep's command resumes it: finished configurations are kept.
 """
-import argparse
 import csv
 import hashlib
 import itertools

@@ -7,7 +7,6 @@ beside it for slides.
 import base64
 import html
 import io
-import os
 
 import numpy as np
 from PIL import Image, ImageDraw

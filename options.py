@@ -1,0 +1,146 @@
+"""train.py's option values: parsing them, and the schedule (scales, iterations, precision).
+
+Pure functions of the options and the image sizes, so compare.py and
+benchmark.py resolve settings exactly as train.py does.
+"""
+import math
+
+from utils import InputError, quiet_stderr
+
+with quiet_stderr():
+    import tensorflow as tf
+
+    import losses
+    import synthesize
+    import vgg16
+
+WEIGHTING = 'mean'
+ITERATIONS = {'lbfgs': 200, 'adam': 2000}   # at one scale
+COARSE_ITERATIONS = {'lbfgs': 100, 'adam': 500}   # each coarse stage of --scales
+FINE_ITERATIONS = {'lbfgs': 100, 'adam': 1000}    # the full-size stage after coarse ones
+COARSE_MIN_SIDE = 128  # below this the deep layers see too few positions and copy the source's layout
+MAX_STAGES = 3
+
+
+def parse_numbers(text, option, kind):
+    try:
+        return [kind(item) for item in text.split(',')]
+    except ValueError:
+        raise ValueError(f"{option} must be {'numbers' if kind is float else 'whole numbers'} "
+                         f"separated by commas, not {text!r}") from None
+
+
+def parse_blend(text, count):
+    """'0.7,0.3' -> [0.7, 0.3], one finite weight >= 0 per style image, not all zero."""
+    if text is None:
+        return [1.0] * count
+    try:
+        blend = [float(item) for item in text.split(',')]
+    except ValueError:
+        raise ValueError(f"--style-blend must be numbers like 0.7,0.3, not {text!r}") from None
+    if len(blend) != count:
+        raise ValueError(f"--style-blend has {len(blend)} weights for {count} style image(s)")
+    if not all(math.isfinite(b) and b >= 0 for b in blend) or not any(blend):
+        raise ValueError(f"--style-blend weights must be finite, >= 0 and not all 0, not {text!r}")
+    return blend
+
+
+def parse_layers(text, weighting):
+    """'conv1_1,pool1' -> weights by `weighting`; 'conv1_1=1,pool1=2' -> those weights."""
+    if text == 'all-conv':
+        text = ','.join(losses.GRAM_LAYERS)
+    items = [item.strip() for item in text.split(',') if item.strip()]
+    explicit = [item for item in items if '=' in item]
+    if explicit and len(explicit) != len(items):
+        raise ValueError("--layers: give a weight to every layer or to none")
+    if not explicit:
+        return losses.layer_weights(items, weighting or WEIGHTING)
+    if weighting:
+        raise ValueError("--weighting cannot be combined with explicit weights in --layers")
+    mapping = {}
+    for item in explicit:
+        layer, _, value = item.partition('=')
+        try:
+            mapping[layer.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--layers: weight of {layer.strip()} is not a number: {value!r}") from None
+    return losses.layer_weights(weighting=mapping)
+
+
+def parse_size(text):
+    """'512' -> (512, 512); '512x384' (width x height) -> (384, 512) as (height, width)."""
+    parts = text.lower().split('x')
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"--output-size must look like 512 or 512x384, not {text!r}") from None
+    if len(numbers) not in (1, 2) or min(numbers) < 1:
+        raise ValueError(f"--output-size must look like 512 or 512x384, not {text!r}")
+    width, height = numbers if len(numbers) == 2 else numbers * 2
+    return height, width
+
+
+def auto_precision():
+    """bfloat16 where the CPU has bfloat16 instructions and no GPU is used, else float32."""
+    try:
+        with open('/proc/cpuinfo') as handle:
+            flags = handle.read()
+    except OSError:  # not Linux: no cheap way to know
+        return 'float32'
+    if 'avx512_bf16' not in flags and 'amx_bf16' not in flags:
+        return 'float32'
+    with quiet_stderr():
+        return 'float32' if tf.config.list_physical_devices('GPU') else 'bfloat16'
+
+
+def auto_scales(input_shapes, output_shape):
+    """[..., 0.25, 0.5, 1]: halve while the output and every input keep COARSE_MIN_SIDE px."""
+    smallest = min(min(shape) for shape in [*input_shapes, output_shape])
+    scales = [1.0]
+    while len(scales) < MAX_STAGES and smallest * scales[0] / 2 >= COARSE_MIN_SIDE:
+        scales.insert(0, scales[0] / 2)
+    return scales
+
+
+def resolve_schedule(args, input_shapes, output_shape):
+    """Fill in args.scales (if auto) and args.iterations (if not given) for these sizes."""
+    if args.scales == 'auto':
+        args.scales = auto_scales(input_shapes, output_shape)
+    if args.iterations is None:
+        args.iterations = default_iterations(args.optimizer, len(args.scales))
+    elif len(args.iterations) == 1:
+        args.iterations = args.iterations * len(args.scales)
+    if len(args.iterations) != len(args.scales):
+        raise InputError(f"--iterations gives {len(args.iterations)} counts for {len(args.scales)} scales "
+                         f"({','.join(f'{scale:g}' for scale in args.scales)})")
+
+
+def default_iterations(optimizer, stages):
+    """ITERATIONS at one scale; coarse to fine, COARSE_ITERATIONS per coarse stage and FINE_ITERATIONS."""
+    if stages == 1:
+        return [ITERATIONS[optimizer]]
+    return [COARSE_ITERATIONS[optimizer]] * (stages - 1) + [FINE_ITERATIONS[optimizer]]
+
+
+def check_size(shape, layers, what):
+    deepest = vgg16.deepest(layers)
+    needed = vgg16.min_input_size(deepest)
+    if min(shape) < needed:
+        raise InputError(f"{what} is {shape[1]}x{shape[0]} px, too small for layer {deepest}: "
+                         f"it needs at least {needed} px per side")
+
+
+def check_scales(args, style_shapes, output_shape):
+    """Every stage of --scales, and --tileable's sizes, must suit the deepest layer."""
+    deepest = vgg16.deepest(list(args.layer_weights))
+    if args.tileable:
+        step = vgg16.tileable_size_step(deepest)
+        if output_shape[0] % step or output_shape[1] % step:
+            raise InputError(f"--tileable needs sides that are multiples of {step} (for layer {deepest}), "
+                             f"not {output_shape[1]}x{output_shape[0]}: set --output-size")
+    step = vgg16.tileable_size_step(deepest) if args.tileable else 1
+    for scale, shape in zip(args.scales, synthesize.stage_shapes(output_shape, args.scales, step)):
+        check_size(shape, args.layer_weights, f'the output at --scales {scale:g}')
+        for style_shape in style_shapes:
+            check_size(tuple(round(side * scale) for side in style_shape), args.layer_weights,
+                       f'the source at --scales {scale:g}')
