@@ -23,6 +23,7 @@ import scipy.optimize
 import tensorflow as tf
 
 import losses
+import scores
 import vgg16
 from utils import initial_image as make_initial_image, resize
 
@@ -83,12 +84,6 @@ class Objective:
         return self.content_image is not None
 
 
-def np_gram(features):
-    """[H, W, N] numpy -> F^T F / (N M), as losses.gram_matrix, in float64 then float32."""
-    flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
-    return (flat.T @ flat / flat.size).astype(np.float32)
-
-
 def blended_grams(grams_per_image, blend):
     """{layer: sum_k b_k G_k} with b scaled to sum to 1."""
     blend = np.asarray(blend if blend is not None else [1.0] * len(grams_per_image), np.float64)
@@ -114,7 +109,8 @@ class Graph:
                 {layer: getattr(vgg16.Vgg16(shared, pooling).build(tf.constant(image[None]), deepest), layer)[0]
                  for layer in style_layers}) for image in objective.style_images]
             target_grams = blended_grams(
-                [{layer: np_gram(features[layer]) for layer in style_layers} for features in style_features],
+                [{layer: scores.gram(features[layer]).astype(np.float32) for layer in style_layers}
+                 for features in style_features],
                 objective.style_blend)
             if content_layers:
                 content_model = vgg16.Vgg16(shared, pooling).build(
