@@ -34,7 +34,7 @@ with quiet_stderr():
 
 OUT = 'reports'
 SIZE = train.SIZE   # the source is scaled as train.py scales it
-GRAM_LAYERS = losses.GRAM_LAYERS                                  # train.py's default objective, mean
+GRAM_LAYERS = losses.GRAM_LAYERS                                  # the course's objective, mean
 SWD_LAYERS = ('conv1_1', 'conv2_1', 'conv3_1', 'conv4_1', 'conv5_1')  # the first of each block
 # A result is flagged as a copy of the source when its thumbnail lines up with the
 # source's (new textures measured 0.11-0.30, copies 0.9-1.0), or when its patches are

@@ -39,7 +39,10 @@ OPTIMIZER = 'lbfgs'
 SCALES = 'auto'     # coarse to fine while the coarse stage keeps COARSE_MIN_SIDE px (README, Speed)
 PRECISION = 'auto'  # bfloat16 on CPUs with bfloat16 instructions (1.4x faster here), else float32
 LOSS = 'gram'
-LAYERS = 'all-conv'         # losses.GRAM_LAYERS, the course default: cleaner than Gatys' five (README)
+# The course's 13 conv layers (`all-conv`) up to conv4_1: with mean weighting the deeper five
+# give under 2% of the gradient (README, Speed), the result looks the same, and each iteration
+# is 1.4x cheaper without them. all-conv was cleaner than Gatys' five layers (README).
+LAYERS = 'conv1_1,conv1_2,conv2_1,conv2_2,conv3_1,conv3_2,conv3_3,conv4_1'
 POOLING = 'avg'
 INIT = {'texture': 'mean-noise',  # cleaner than uniform noise at the same cost (README)
         'style': 'content'}       # fewer iterations than from noise, and the photo stays sharp

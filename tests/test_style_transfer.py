@@ -91,7 +91,7 @@ STYLE_BAD_INPUTS = [
      "unknown layer 'conv4_9'"),
     (['--content', 'chelsea.jpg', '--style', 'texture1.jpg', '--style-scale', '0.01'],
      'style texture1.jpg (after --style-scale) is 3x3 px, too small'),
-    (['--content', 'chelsea.jpg', '--style', 'texture1.jpg', '--size', '10'], 'the content image'),
+    (['--content', 'chelsea.jpg', '--style', 'texture1.jpg', '--size', '6'], 'the content image'),
     (['--content', 'chelsea.jpg', '--style', 'texture1.jpg', '--output-size', '64'], 'use --size'),
 ]
 
