@@ -50,7 +50,7 @@ SEED = 0
 OUT = 'runs'
 SAVE_EVERY = 50
 # Style transfer. Chosen by looking at results (README): the style loss is a mean
-# over 13 layers of Gram losses and the content loss is Coursera's J_content.
+# over the --layers' Gram losses and the content loss is Coursera's J_content.
 CONTENT_LAYERS = ','.join(losses.CONTENT_LAYERS)
 CONTENT_WEIGHT = 5e3
 STYLE_WEIGHT = 1.0
@@ -271,7 +271,10 @@ def style_job(args):
     to_rgb = lambda image: image  # noqa: E731
     if args.preserve_colors:  # transfer luminance only, then put the photo's colours back
         content, styles = colour.luminance_inputs(content, styles)
-        to_rgb = lambda image: colour.recolour(image, shown[0][0])  # noqa: E731
+        photo = shown[0][0]
+        # Coarse stages are smaller than the photo: its colours at their size.
+        to_rgb = lambda image: colour.recolour(  # noqa: E731
+            image, photo if image.shape[:2] == photo.shape[:2] else utils.resize(photo, image.shape[:2]))
     resolve_schedule(args, [style.shape[:2] for style in styles], output_shape)
     check_scales(args, [style.shape[:2] for style in styles], output_shape)
     objective = synthesize.Objective(
@@ -350,9 +353,20 @@ def main(argv=None):
     finally:
         bar.close()
         steps.close()
-        status = runs.finish(run_dir, None if image is None else job.to_rgb(image), history, config,
+        status = runs.finish(run_dir, kept_image(job, image), history, config,
                              job.shown, job.plotted, status, sum(args.iterations), time.time() - started)
     return 130 if status == 'interrupted' else 0
+
+
+def kept_image(job, image):
+    """The image to save at the end: as shown to users, or as optimised if that step fails
+    (a failed run must keep its work and report its own error, not this one)."""
+    if image is None:
+        return None
+    try:
+        return job.to_rgb(image)
+    except Exception:
+        return image
 
 
 def cli(argv=None):

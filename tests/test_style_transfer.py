@@ -69,6 +69,19 @@ def test_preserve_colors_and_init_from_an_image(pictures, tiny_weights_path, tmp
     assert np.abs(chroma(result) - chroma(content)).mean() < 0.01
 
 
+def test_preserve_colors_coarse_to_fine(pictures, tiny_weights_path, tmp_path, capsys):
+    """Coarse stages are smaller than the photo: their saved steps get the photo's colours too."""
+    out = str(tmp_path / 'runs')
+    code = train.cli(['--content', pictures['content'], '--style', pictures['style1'], '--preserve-colors',
+                      '--size', '48', '--scales', '0.5,1', '--iterations', '2,2', '--save-every', '1',
+                      '--layers', 'conv1_1,pool1', '--weights', tiny_weights_path, '--out', out])
+    assert code == 0, capsys.readouterr().err
+    run = only_run_dir(out)
+    assert load_image(os.path.join(run, 'steps', 'step_00002.png')).shape == (24, 32, 3)  # the coarse stage
+    assert load_image(os.path.join(run, 'result.png')).shape == (48, 64, 3)
+    assert json.load(open(os.path.join(run, 'config.json')))['status'] == 'finished'
+
+
 STYLE_BAD_INPUTS = [
     (['--content', 'chelsea.jpg'], 'needs both --content and --style'),
     (['--style', 'texture1.jpg'], 'needs both --content and --style'),
