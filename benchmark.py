@@ -49,8 +49,10 @@ def measure(image, size, options, out, name):
     same_objective = (args.scales == [1.0] and args.precision == 'float32' and args.loss == 'gram'
                       and args.layer_weights == baseline_layers and not args.tileable
                       and job.output_shape == source.shape[:2])
-    evaluator = None if same_objective else synthesize.Graph(
-        network_weights, synthesize.Objective.texture(source, baseline_layers), source.shape[:2])
+    # Built for every run, so every run starts with TensorFlow equally warm (its first session
+    # in a process pays about 1 s once); used only where the run's own loss is not the baseline's.
+    evaluator = synthesize.Graph(network_weights, synthesize.Objective.texture(source, baseline_layers),
+                                 source.shape[:2])
     started, evaluating = time.perf_counter(), 0.0
     curve, setup = [], None
     with quiet_stderr():
@@ -63,7 +65,7 @@ def measure(image, size, options, out, name):
                 setup = now
             if losses.get('scale', 1.0) != 1.0:
                 continue  # coarse stages: a smaller image, not comparable
-            if evaluator is None:
+            if same_objective:
                 loss = losses['total']
             else:
                 before = time.perf_counter()
