@@ -81,6 +81,45 @@ def test_gram_of_unknown_spatial_size():
     np.testing.assert_allclose(gram[0], numpy_gram(features[0]), rtol=1e-5)
 
 
+def test_gram_gradient_matches_finite_differences_for_any_upstream():
+    """gram_matrix has a hand-written gradient, F (U + U^T) / (N M): check it on a loss
+    sum(U * G) whose U is not symmetric, so a gradient that assumed U^T = U would fail."""
+    features = RNG.normal(size=(2, 3, 2, 4))
+    upstream = RNG.normal(size=(2, 4, 4))
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        placeholder = tf.compat.v1.placeholder(tf.float64, features.shape)
+        loss = tf.reduce_sum(tf.constant(upstream) * losses.gram_matrix(placeholder))
+        gradient = session.run(tf.gradients(loss, placeholder)[0], {placeholder: features})
+    flat = features.reshape(2, 6, 4)
+    expected = (flat @ (upstream + upstream.transpose(0, 2, 1)) / (4 * 6)).reshape(features.shape)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-10)
+    epsilon, index = 1e-6, (1, 2, 0, 3)
+    step = np.zeros_like(features)
+    step[index] = epsilon
+    numeric = (np.sum(upstream * np.stack([numpy_gram(f) for f in features + step]))
+               - np.sum(upstream * np.stack([numpy_gram(f) for f in features - step]))) / (2 * epsilon)
+    assert gradient[index] == pytest.approx(numeric, rel=1e-6)
+
+
+def test_gram_of_bfloat16_features_is_float32_and_its_gradient_bfloat16():
+    """A bfloat16 network gets a float32 Gram (sums over M positions need it) and a bfloat16
+    gradient back, close to the float32 one."""
+    features = RNG.uniform(0, 2, size=(1, 16, 16, 8)).astype(np.float32)
+    target = numpy_gram(RNG.uniform(0, 2, size=(16, 16, 8)))
+    results = {}
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        for dtype in (tf.float32, tf.bfloat16):
+            inputs = tf.cast(tf.constant(features), dtype)
+            gram = losses.gram_matrix(inputs)
+            loss = tf.nn.l2_loss(gram - target.astype(np.float32))
+            gradient = tf.gradients(loss, inputs)[0]
+            assert gram.dtype == tf.float32 and gradient.dtype == dtype
+            results[dtype] = session.run([gram, tf.cast(gradient, tf.float32)])
+    (gram32, gradient32), (gram16, gradient16) = results[tf.float32], results[tf.bfloat16]
+    np.testing.assert_allclose(gram16, gram32, rtol=2e-2, atol=1e-3)   # inputs rounded to bfloat16
+    assert np.abs(gradient16 - gradient32).max() < 2e-2 * np.abs(gradient32).max()
+
+
 # ---------------------------------------------------------------- layer loss
 
 def test_layer_loss_matches_numpy_and_seed_definition():
