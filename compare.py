@@ -156,7 +156,7 @@ def vgg_features(network_weights, images, layers):
     graph = tf.Graph()
     with graph.as_default():
         placeholder = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
-        model = vgg16.Vgg16(vgg16.weight_tensors(network_weights)).build(placeholder, vgg16.deepest(layers))
+        model = vgg16.Vgg16(network_weights).build(placeholder, vgg16.deepest(layers))
         fetches = {layer: getattr(model, layer) for layer in layers}
         with quiet_stderr(), tf.compat.v1.Session(graph=graph, config=synthesize.session_config()) as session:
             return [{layer: value[0] for layer, value in session.run(fetches, {placeholder: image[None]}).items()}

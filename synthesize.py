@@ -103,7 +103,7 @@ class Graph:
         content_layers = dict(objective.content_layers or {}) if objective.is_style_transfer else {}
         deepest = vgg16.deepest(style_layers + list(content_layers))
         with self.graph.as_default():
-            shared = vgg16.weight_tensors(weights)
+            shared = vgg16.weight_tensors(weights, up_to=deepest)
             self.session = tf.compat.v1.Session(graph=self.graph, config=session_config())
             # Source statistics: one forward pass per image now, constants afterwards.
             style_features = [self.session.run(

@@ -39,6 +39,17 @@ def test_build_stops_at_the_deepest_layer_needed(tiny_weights):
     with pytest.raises(AttributeError, match='not built'):
         model.conv3_1
     assert not any('conv3_1' in op.name for op in graph.get_operations() if 'vgg16/' in op.name)
+    # Nor the weights of the layers it doesn't build: they would be copied into every session.
+    kernels = [op.name for op in graph.get_operations() if op.type == 'Const' and op.name.endswith('_kernel')]
+    assert sorted(name.split('/')[-1] for name in kernels) == [
+        'conv1_1_kernel', 'conv1_2_kernel', 'conv2_1_kernel', 'conv2_2_kernel']
+
+
+def test_shared_weights_up_to_a_layer(tiny_weights):
+    with tf.Graph().as_default():
+        assert list(vgg16.weight_tensors(tiny_weights, up_to='conv3_1')) == [
+            'conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1']
+        assert len(vgg16.weight_tensors(tiny_weights)) == 13
 
 
 def test_two_models_share_one_copy_of_the_weights(tiny_weights):
