@@ -138,19 +138,27 @@ def test_bfloat16_losses_are_close_to_float32(tiny_weights):
 
 
 def test_bfloat16_lbfgs_that_stalls_is_finished_in_float32(tiny_weights, monkeypatch):
-    """On this tiny problem bfloat16 rounding stops L-BFGS's line search early; all 6 steps still run."""
+    """When bfloat16 rounding hides the progress, L-BFGS's line search gives up early; the
+    remaining steps then run in float32. The stall is forced: after 3 evaluations a bfloat16
+    graph reports a loss that rises at every evaluation, which no line search can accept."""
     precisions = []
-    original = synthesize.Graph.__init__
+    original_init, original_evaluate = synthesize.Graph.__init__, synthesize.Graph.evaluate
 
     def recording(self, *args, **kwargs):
-        precisions.append(args[5] if len(args) > 5 else kwargs.get('precision'))
-        original(self, *args, **kwargs)
+        self.precision = args[5] if len(args) > 5 else kwargs.get('precision')
+        self.evaluations = 0
+        precisions.append(self.precision)
+        original_init(self, *args, **kwargs)
+
+    def stalling(self):
+        values, gradient = original_evaluate(self)
+        self.evaluations += 1
+        if self.precision == 'bfloat16' and self.evaluations > 3:
+            values['total'] += 1e3 * self.evaluations
+        return values, gradient
     monkeypatch.setattr(synthesize.Graph, '__init__', recording)
-    from PIL import Image
-    from conftest import ROOT
-    texture = np.asarray(Image.open(f'{ROOT}/images/texture1.jpg').resize((48, 48)), np.float32) / 255
-    objective = synthesize.Objective.texture(texture, {'conv1_1': 1 / 3, 'pool1': 1 / 3, 'pool2': 1 / 3})
-    steps = list(synthesize.synthesize(tiny_weights, objective, (48, 48), iterations=6, precision='bfloat16'))
+    monkeypatch.setattr(synthesize.Graph, 'evaluate', stalling)
+    steps = list(synthesize.synthesize(tiny_weights, TEXTURE, (32, 32), iterations=6, precision='bfloat16'))
     assert [step for step, _, _ in steps] == list(range(7))
     assert precisions == ['bfloat16', 'float32']
     assert steps[-1][2]['total'] < steps[2][2]['total']
