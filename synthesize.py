@@ -160,7 +160,7 @@ class Graph:
                 adam_step = tf.compat.v1.train.AdamOptimizer(learning_rate).minimize(
                     self.total, var_list=[self.image])
                 with tf.control_dependencies([adam_step]):
-                    # Adam knows no bounds: project back onto valid pixels after each step.
+                    # Adam has no bounds: project back onto valid pixels after each step.
                     self.adam_update = self.image.assign(tf.clip_by_value(self.image, 0.0, 1.0))
             self.session.run(tf.compat.v1.global_variables_initializer())
         self.graph.finalize()  # nothing may add ops inside the loop
