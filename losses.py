@@ -51,8 +51,8 @@ def gram_matrix(features):
 
     Always a float32 Gram. From bfloat16 features the product itself runs in bfloat16:
     oneDNN (and cuBLAS) accumulate its M-term sums in float32 and only round the result,
-    to about 0.2%, which left the optimisation's path unchanged (README, Speed) while
-    casting F to float32 first made the Gram a third of a whole evaluation.
+    to about 0.2%, which left the optimisation's path unchanged (README, Speed), while
+    casting F to float32 first made the Gram's product a quarter of an evaluation's kernel time.
     """
     shape = tf.shape(features)
     batch, positions, channels = shape[0], shape[1] * shape[2], shape[3]
