@@ -123,8 +123,11 @@ class Graph:
             self.image = tf.compat.v1.get_variable(
                 'image', [1, height, width, 3], tf.float32, trainable=True,
                 initializer=tf.compat.v1.zeros_initializer())
+            # L-BFGS runs without bounds (see _lbfgs): the losses are those of the image clipped to
+            # valid pixels, which is the image handed on, so each reported loss is that image's.
+            pixels = tf.clip_by_value(self.image, 0.0, 1.0)
             # Source statistics stay float32; only the optimised image's network may run in bfloat16.
-            self.noise_model = vgg16.Vgg16(shared, pooling, precision, tileable).build(self.image, deepest)
+            self.noise_model = vgg16.Vgg16(shared, pooling, precision, tileable).build(pixels, deepest)
             self.losses = {'total': None}
             style, per_layer = 0.0, {}
             if objective.loss in ('gram', 'gram+swd'):
@@ -142,7 +145,7 @@ class Graph:
                     getattr(self.noise_model, layer), content_features[layer]) for layer in content_layers}
                 content = tf.add_n([weight * content_per_layer[layer]
                                     for layer, weight in content_layers.items()])
-                tv = losses.total_variation_loss(self.image)
+                tv = losses.total_variation_loss(pixels)
                 terms += [objective.content_weight * content, objective.tv_weight * tv]
                 self.losses.update(style=style, content=content, tv=tv)
                 if len(content_layers) > 1:
@@ -226,7 +229,7 @@ def _lbfgs(graph, start, iterations):
     def callback(x):
         if not np.array_equal(x, last['x']):
             loss_and_gradient(x)
-        # Unconstrained (below): the image handed on is clipped to valid pixels.
+        # Unconstrained (below): the image handed on is clipped, as the graph clips what it scores.
         steps.put((np.clip(x.reshape(shape), 0.0, 1.0).astype(np.float32), last['values']))
         if resume.get() is stop:
             raise StopIteration  # scipy stops on StopIteration raised in a callback

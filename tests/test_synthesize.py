@@ -106,6 +106,25 @@ def test_coarse_to_fine_counts_steps_on_and_ends_at_full_size(tiny_weights):
     assert [image.shape[:2] for _, image, _ in steps] == [(16, 24)] * 4 + [(32, 48)] * 2
 
 
+@pytest.mark.parametrize('objective', [
+    TEXTURE,
+    synthesize.Objective([SOURCE], LAYERS, loss='gram+swd'),
+    style_transfer(content_image=np.random.default_rng(6).uniform(0, 1, (32, 48, 3)).astype(np.float32)),
+], ids=['gram', 'gram+swd', 'style-transfer'])
+def test_every_stage_reports_the_losses_of_the_image_it_hands_on(tiny_weights, objective):
+    """L-BFGS runs without bounds and hands on clipped images: the losses must be the clipped
+    image's. (With the tiny network, gram+swd's last step leaves [0, 1]: scored unclipped, it
+    was 1% off.)"""
+    steps = list(synthesize.synthesize(tiny_weights, objective, (32, 48), iterations=[2, 2], scales=(0.5, 1)))
+    for scale in (0.5, 1.0):
+        stage = [(image, losses) for _, image, losses in steps if losses['scale'] == scale]
+        alone = synthesize.Graph(tiny_weights, synthesize.scaled_objective(objective, scale), stage[0][0].shape[:2])
+        for image, losses in stage:
+            alone.set_image(image)
+            assert losses['total'] == pytest.approx(alone.evaluate()[0]['total'], rel=1e-4)
+        alone.close()
+
+
 def test_stage_shapes_round_to_the_tileable_step():
     assert synthesize.stage_shapes((256, 200), (0.5, 1)) == [(128, 100), (256, 200)]
     assert synthesize.stage_shapes((256, 192), (0.3, 1), step=16) == [(80, 64), (256, 192)]
