@@ -41,9 +41,15 @@ WEIGHTINGS = ('mean', 'sum', 'geometric')
 GEOMETRIC_RATIO = 10.0  # 'geometric': each successive layer weighs 10x the previous
 
 
+def at_least_float32_dtype(dtype):
+    """bfloat16 and float16 -> float32; float32 and float64 stay."""
+    return tf.float32 if dtype in (tf.bfloat16, tf.float16) else dtype
+
+
 def at_least_float32(tensor):
     """bfloat16 and float16 become float32; float32 and float64 stay."""
-    return tf.cast(tensor, tf.float32) if tensor.dtype in (tf.bfloat16, tf.float16) else tensor
+    dtype = at_least_float32_dtype(tensor.dtype)
+    return tensor if dtype == tensor.dtype else tf.cast(tensor, dtype)
 
 
 def gram_matrix(features):
@@ -57,7 +63,7 @@ def gram_matrix(features):
     shape = tf.shape(features)
     batch, positions, channels = shape[0], shape[1] * shape[2], shape[3]
     flat = tf.reshape(features, tf.stack([batch, positions, channels]))  # [batch, M, N]
-    return _normalised_gram(flat, tf.cast(channels * positions, at_least_float32(features).dtype))
+    return _normalised_gram(flat, tf.cast(channels * positions, at_least_float32_dtype(features.dtype)))
 
 
 @tf.custom_gradient
