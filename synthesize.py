@@ -24,7 +24,6 @@ import tensorflow as tf
 from threadpoolctl import threadpool_limits
 
 import losses
-import scores
 import vgg16
 from utils import initial_image as make_initial_image, resize
 
@@ -105,19 +104,21 @@ class Graph:
         with self.graph.as_default():
             shared = vgg16.weight_tensors(weights, up_to=deepest)
             self.session = tf.compat.v1.Session(graph=self.graph, config=session_config())
-            # Source statistics: one forward pass per image now, constants afterwards.
-            style_features = [self.session.run(
-                {layer: getattr(vgg16.Vgg16(shared, pooling).build(tf.constant(image[None]), deepest), layer)[0]
-                 for layer in style_layers}) for image in objective.style_images]
-            target_grams = blended_grams(
-                [{layer: scores.gram(features[layer]).astype(np.float32) for layer in style_layers}
-                 for features in style_features],
-                objective.style_blend)
+            # Source statistics: one forward pass per image now, constants afterwards. The images are
+            # fed, not made graph constants: grappler would then constant-fold the whole network
+            # on its first run (0.5 s per graph at 256 px).
+            source = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3], 'source')
+            source_model = vgg16.Vgg16(shared, pooling).build(source, deepest)
+            # Gram losses need only the Grams, a fraction of the data to fetch; the SWD needs whole maps.
+            wanted = {'grams': {layer: losses.gram_matrix(getattr(source_model, layer))[0] for layer in style_layers}}
+            if objective.loss != 'gram':
+                wanted['features'] = {layer: getattr(source_model, layer)[0] for layer in style_layers}
+            statistics = [self.session.run(wanted, {source: image[None]}) for image in objective.style_images]
+            target_grams = blended_grams([stats['grams'] for stats in statistics], objective.style_blend)
+            style_features = [stats.get('features') for stats in statistics]
             if content_layers:
-                content_model = vgg16.Vgg16(shared, pooling).build(
-                    tf.constant(objective.content_image[None]), deepest)
-                content_features = self.session.run(
-                    {layer: getattr(content_model, layer) for layer in content_layers})
+                content_features = self.session.run({layer: getattr(source_model, layer) for layer in content_layers},
+                                                    {source: objective.content_image[None]})
 
             height, width = output_shape
             self.image = tf.compat.v1.get_variable(
