@@ -215,21 +215,25 @@ def _adam(graph, start, iterations):
 def _lbfgs(graph, start, iterations):
     """scipy's L-BFGS-B, one call, turned into a generator by a worker thread."""
     shape = start.shape
-    last = {}  # the latest evaluation: scipy's callback gets x but not f
+    x0 = start.ravel().astype(np.float64)
+    values, gradient = graph.evaluate()  # of `start`, which the caller has set
+    # The latest evaluation (scipy's callback gets x but not f). It starts as step 0's, which is
+    # also scipy's first call: a second pass over the same image would cost a whole evaluation.
+    last = {'x': x0, 'values': values, 'gradient': gradient}
 
     def loss_and_gradient(x):
-        graph.set_image(x.reshape(shape).astype(np.float32))
-        values, gradient = graph.evaluate()
-        last.update(x=x.copy(), values=values)
-        return values['total'], gradient.ravel().astype(np.float64)
+        if not np.array_equal(x, last['x']):
+            graph.set_image(x.reshape(shape).astype(np.float32))
+            values, gradient = graph.evaluate()
+            last.update(x=x.copy(), values=values, gradient=gradient)
+        return last['values']['total'], last['gradient'].ravel().astype(np.float64)
 
     # `steps` is unbounded so the worker never blocks on it after the consumer has gone.
     steps, resume = queue.Queue(), queue.Queue(maxsize=1)
     stop = object()
 
     def callback(x):
-        if not np.array_equal(x, last['x']):
-            loss_and_gradient(x)
+        loss_and_gradient(x)  # evaluates only if x is not the latest point evaluated
         # Unconstrained (below): the image handed on is clipped, as the graph clips what it scores.
         steps.put((np.clip(x.reshape(shape), 0.0, 1.0).astype(np.float32), last['values']))
         if resume.get() is stop:
@@ -244,14 +248,14 @@ def _lbfgs(graph, start, iterations):
             # the pixels) and 13 ms more per iteration at 256 px, while unconstrained runs
             # leave [0, 1] on about 0.01% of the pixels, by about 0.015 (texture1, texture3).
             with threadpool_limits(limits=1, user_api='blas'):
-                scipy.optimize.minimize(loss_and_gradient, start.ravel().astype(np.float64), jac=True,
+                scipy.optimize.minimize(loss_and_gradient, x0, jac=True,
                                         method='L-BFGS-B', callback=callback,
                                         options={'maxiter': iterations, **LBFGS_OPTIONS})
             steps.put(None)
         except BaseException as error:  # hand any failure to the consumer thread
             steps.put(error)
 
-    yield 0, start, graph.evaluate()[0]  # before the worker starts: one thread at a time
+    yield 0, start, values  # before the worker starts: one thread at a time
     thread = threading.Thread(target=worker, daemon=True)
     thread.start()
     step = 0

@@ -46,6 +46,20 @@ def test_stopping_lbfgs_early_ends_its_worker_thread(tiny_weights):
     assert threading.active_count() == before
 
 
+def test_lbfgs_never_evaluates_the_same_image_twice_in_a_row(tiny_weights, monkeypatch):
+    """Step 0's evaluation is also scipy's first call: each evaluation costs a VGG pass."""
+    evaluated = []
+    evaluate = synthesize.Graph.evaluate
+
+    def recording(graph):
+        evaluated.append(graph.session.run(graph.image).copy())
+        return evaluate(graph)
+    monkeypatch.setattr(synthesize.Graph, 'evaluate', recording)
+    steps = list(synthesize.synthesize(tiny_weights, TEXTURE, (32, 32), iterations=5))
+    assert len(steps) == 6 and len(evaluated) >= 6
+    assert not any(np.array_equal(a, b) for a, b in zip(evaluated, evaluated[1:]))
+
+
 def test_unknown_optimizer(tiny_weights):
     with pytest.raises(ValueError, match='optimizer'):
         next(synthesize.synthesize(tiny_weights, TEXTURE, (32, 32), optimizer='sgd'))
