@@ -60,6 +60,25 @@ def test_lbfgs_never_evaluates_the_same_image_twice_in_a_row(tiny_weights, monke
     assert not any(np.array_equal(a, b) for a, b in zip(evaluated, evaluated[1:]))
 
 
+@pytest.mark.parametrize('stop_at', [2, 5])  # in the coarse stage, with the next one built ahead; in the last
+def test_stopping_early_closes_every_graph_built(tiny_weights, monkeypatch, stop_at):
+    graphs = []
+    init = synthesize.Graph.__init__
+
+    def recording(graph, *args, **kwargs):
+        init(graph, *args, **kwargs)
+        graphs.append(graph)
+    monkeypatch.setattr(synthesize.Graph, '__init__', recording)
+    before = threading.active_count()
+    steps = synthesize.synthesize(tiny_weights, TEXTURE, (32, 32), iterations=[3, 3], scales=(0.5, 1))
+    for step, _, _ in steps:
+        if step == stop_at:
+            break
+    steps.close()
+    assert len(graphs) == 2 and all(graph.session._closed for graph in graphs)
+    assert threading.active_count() == before
+
+
 def test_unknown_optimizer(tiny_weights):
     with pytest.raises(ValueError, match='optimizer'):
         next(synthesize.synthesize(tiny_weights, TEXTURE, (32, 32), optimizer='sgd'))
