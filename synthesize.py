@@ -8,24 +8,20 @@ Objective (which losses, towards which images).
         ...   # image: [H, W, 3] in [0, 1]; losses: {'total': .., layer: ..}
 
 Yields once for the starting image (step 0) and then after every iteration.
-L-BFGS runs inside one scipy call (never restarted, so its curvature memory
-is kept), which hands back control through a callback; a small worker thread
-turns that callback into this generator, so both optimisers are driven by the
-same loop in train.py. The thread only runs while the caller asks for the next
-step, so the session is never used by two threads at once.
+Both optimisers are generators themselves (lbfgs.py for L-BFGS), so one loop
+in train.py drives either. Within a stage L-BFGS is never restarted, so its
+curvature memory is kept.
 """
 import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import queue
-import threading
 
 import numpy as np
-import scipy.optimize
 import tensorflow as tf
 from threadpoolctl import threadpool_limits
 
+import lbfgs
 import losses
 import vgg16
 from utils import initial_image as make_initial_image, resize
@@ -40,9 +36,6 @@ PRECISIONS = ('float32', 'bfloat16')
 # The course's Adam recipe (pixels in [0, 1]): learning rate by iteration.
 ADAM_BOUNDARIES = (200, 1500)
 ADAM_LEARNING_RATES = (0.01, 0.005, 0.001)
-# L-BFGS-B stops early on tiny relative progress (ftol) or gradient (gtol);
-# Gram losses keep improving in small relative steps, so run the iterations asked for.
-LBFGS_OPTIONS = {'ftol': 0.0, 'gtol': 0.0, 'maxcor': 10}
 
 
 def session_config():
@@ -217,67 +210,30 @@ def _adam(graph, start, iterations):
 
 
 def _lbfgs(graph, start, iterations):
-    """scipy's L-BFGS-B, one call, turned into a generator by a worker thread."""
+    """L-BFGS (lbfgs.py) on the pixels, one step per iteration.
+
+    Unconstrained: with [0, 1] box bounds scipy's L-BFGS-B took 0.7 s to set up
+    (a Python loop over the pixels) and 13 ms more per iteration at 256 px, while
+    unconstrained runs leave [0, 1] on about 0.01% of the pixels, by about 0.015
+    (texture1, texture3). The graph scores the image clipped to [0, 1], which is
+    the image handed on, so each reported loss is that image's.
+    """
     shape = start.shape
-    x0 = start.ravel().astype(np.float64)
+
+    def evaluate(x):
+        graph.set_image(x.reshape(shape).astype(np.float32))
+        values, gradient = graph.evaluate()
+        return values['total'], gradient.ravel().astype(np.float64), values
+
     values, gradient = graph.evaluate()  # of `start`, which the caller has set
-    # The latest evaluation (scipy's callback gets x but not f). It starts as step 0's, which is
-    # also scipy's first call: a second pass over the same image would cost a whole evaluation.
-    last = {'x': x0, 'values': values, 'gradient': gradient}
-
-    def loss_and_gradient(x):
-        if not np.array_equal(x, last['x']):
-            graph.set_image(x.reshape(shape).astype(np.float32))
-            values, gradient = graph.evaluate()
-            last.update(x=x.copy(), values=values, gradient=gradient)
-        return last['values']['total'], last['gradient'].ravel().astype(np.float64)
-
-    # `steps` is unbounded so the worker never blocks on it after the consumer has gone.
-    steps, resume = queue.Queue(), queue.Queue(maxsize=1)
-    stop = object()
-
-    def callback(x):
-        loss_and_gradient(x)  # evaluates only if x is not the latest point evaluated
-        # Unconstrained (below): the image handed on is clipped, as the graph clips what it scores.
-        steps.put((np.clip(x.reshape(shape), 0.0, 1.0).astype(np.float32), last['values']))
-        if resume.get() is stop:
-            raise StopIteration  # scipy stops on StopIteration raised in a callback
-
-    def worker():
-        try:
-            # L-BFGS-B's vector work is small next to VGG, but OpenBLAS's extra threads keep
-            # spinning after it and take cores from TensorFlow: one BLAS thread made each
-            # iteration 10-20% faster on 2 cores (README, Speed).
-            # No bounds: with [0, 1] box bounds scipy took 0.7 s to set up (a Python loop over
-            # the pixels) and 13 ms more per iteration at 256 px, while unconstrained runs
-            # leave [0, 1] on about 0.01% of the pixels, by about 0.015 (texture1, texture3).
-            with threadpool_limits(limits=1, user_api='blas'):
-                scipy.optimize.minimize(loss_and_gradient, x0, jac=True,
-                                        method='L-BFGS-B', callback=callback,
-                                        options={'maxiter': iterations, **LBFGS_OPTIONS})
-            steps.put(None)
-        except BaseException as error:  # hand any failure to the consumer thread
-            steps.put(error)
-
-    yield 0, start, values  # before the worker starts: one thread at a time
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    step = 0
-    try:
-        while True:
-            item = steps.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            step += 1
-            yield (step, *item)
-            resume.put(None)
-    finally:
-        if thread.is_alive():
-            # The consumer stopped early (Ctrl-C, break): let scipy finish its call and wait.
-            resume.put(stop)
-            thread.join()
+    yield 0, start, values
+    # numpy's vector work goes to OpenBLAS, whose extra threads keep spinning after it and take
+    # cores from TensorFlow: with one BLAS thread texture4's default run took 13 s, not 20 (README, Speed).
+    with threadpool_limits(limits=1, user_api='blas'):
+        steps = lbfgs.minimize(evaluate, start, iterations,
+                               start=(values['total'], gradient.ravel().astype(np.float64), values))
+        for step, (x, values) in enumerate(steps, 1):
+            yield step, np.clip(x.reshape(shape), 0.0, 1.0).astype(np.float32), values
 
 
 def stage_shapes(output_shape, scales, step=1):
@@ -356,17 +312,17 @@ def _run_stage(graph, rebuild, image, iterations, optimizer):
     L-BFGS's line search gives up when bfloat16 rounding hides the progress:
     such a run is finished in float32, on rebuild('float32').
     """
-    done = 0
+    done, first_run = 0, True
     while True:
         try:
             graph.set_image(image)
             optimise = _adam if optimizer == 'adam' else _lbfgs
             with contextlib.closing(optimise(graph, image, iterations - done)) as run:  # ends its thread first
                 for step, image, values in run:
-                    if step == 0 and done:
+                    if step == 0 and not first_run:
                         continue  # the stalled run's last step already reported this image
                     yield done + step, image, values
-            done += step
+            done, first_run = done + step, False
         finally:
             graph.close()
         if done < iterations and graph.precision == 'bfloat16':

@@ -25,6 +25,7 @@ with quiet_stderr():  # TensorFlow's start-up chatter says nothing a user can ac
     from tqdm import tqdm
 
     import colour
+    import lbfgs
     import losses
     from options import (COARSE_MIN_SIDE, ITERATIONS, MAX_STAGES, WEIGHTING, auto_precision, check_scales,
                          check_size, parse_blend, parse_layers, parse_numbers, parse_size, resolve_schedule)
@@ -233,7 +234,7 @@ def settings(args):
                       tv_normalisation='mean squared difference of neighbouring pixels, down + right')
     optimiser = ({'adam_schedule': {'boundaries': synthesize.ADAM_BOUNDARIES,
                                     'learning_rates': synthesize.ADAM_LEARNING_RATES}}
-                 if args.optimizer == 'adam' else {'lbfgs_options': synthesize.LBFGS_OPTIONS})
+                 if args.optimizer == 'adam' else {'lbfgs_memory': lbfgs.MEMORY})
     return {**config, **optimiser}
 
 
