@@ -83,7 +83,7 @@ def finish(run_dir, image, history, config, shown, plotted, status, iterations, 
         print(f"{status} before the first step; nothing to save in {run_dir}", file=sys.stderr)
         return status
     if status == 'finished' and history[-1]['step'] < iterations:
-        status = 'converged'  # L-BFGS-B stops when no step lowers the loss any more
+        status = 'converged'  # L-BFGS stops when its line search finds no step that lowers the loss
     config.update(status=status, iterations_done=history[-1]['step'], seconds=round(seconds, 2),
                   final_loss=history[-1]['total'])
     result_path = utils.save_image(image, os.path.join(run_dir, 'result.png'))

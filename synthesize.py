@@ -1,4 +1,4 @@
-"""The optimisation: build the TF1 graph once, then L-BFGS-B or Adam on the pixels.
+"""The optimisation: build the TF1 graph once per scale, then L-BFGS or Adam on the pixels.
 
 One loop for texture synthesis and style transfer: they differ only in the
 Objective (which losses, towards which images).

@@ -82,7 +82,7 @@ def build_parser():
                         help='texture: size of the generated texture, e.g. 512 or 512x384; '
                              'default: the source size')
     parser.add_argument('--optimizer', choices=synthesize.OPTIMIZERS, default=OPTIMIZER,
-                        help='lbfgs: scipy L-BFGS-B (unbounded, images clipped to [0, 1]); adam: the course recipe '
+                        help='lbfgs: L-BFGS (lbfgs.py; unbounded, images clipped to [0, 1]); adam: the course recipe '
                              '(default: %(default)s)')
     parser.add_argument('--iterations', default=None,
                         help='iterations per scale: one number for every scale, or one per scale '

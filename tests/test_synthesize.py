@@ -36,7 +36,7 @@ def test_reported_losses_belong_to_the_reported_image(tiny_weights):
         graph.close()
 
 
-def test_stopping_lbfgs_early_ends_its_worker_thread(tiny_weights):
+def test_stopping_lbfgs_early_leaves_no_thread_behind(tiny_weights):
     before = threading.active_count()
     steps = synthesize.synthesize(tiny_weights, TEXTURE, (32, 32), iterations=1000)
     for step, _, _ in steps:
