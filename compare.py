@@ -12,6 +12,7 @@ import csv
 import hashlib
 import itertools
 import json
+import math
 import os
 import shutil
 import sys
@@ -314,7 +315,8 @@ def run_sweep(args, network_weights):
         rows.append({'name': name, 'status': status, 'seconds': config.get('seconds'),
                      'final_loss': config.get('final_loss'), 'run_dir': os.path.abspath(run_dir)})
         with open(os.path.join(run_dir, 'history.csv')) as handle:
-            histories[name] = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+            histories[name] = [{k: float(v) if v != '' else math.nan for k, v in row.items()}  # '': not computed
+                               for row in csv.DictReader(handle)]
     if not rows:
         print("no configuration finished: nothing to score", file=sys.stderr)
         return folder, interrupted

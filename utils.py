@@ -111,10 +111,13 @@ def save_json(data, path):
 
 
 def save_csv(rows, path):
-    """Rows are dicts with the same keys; the first row's keys are the header."""
+    """Rows are dicts; the header is every key in order of first appearance, a missing value
+    is left empty (a coarse stage has no loss for the layers it leaves out)."""
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+
     def write(tmp):
         with open(tmp, 'w', newline='') as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+            writer = csv.DictWriter(handle, fieldnames=fields, restval='')
             writer.writeheader()
             writer.writerows(rows)
     return atomic_write(path, write)
@@ -153,7 +156,7 @@ def save_loss_plot(history, columns, path):
     figure, axis = plt.subplots(figsize=(7, 4.5), dpi=100)
     axis.plot(steps, [row['total'] for row in history], color='black', linewidth=2, label='total')
     for column in columns:
-        axis.plot(steps, [row[column] for row in history], linewidth=1, label=column)
+        axis.plot(steps, [row.get(column, float('nan')) for row in history], linewidth=1, label=column)  # gaps
     axis.set_yscale('log')
     axis.set_xlabel('iteration')
     axis.set_ylabel('loss (terms before their weights)')

@@ -1,4 +1,5 @@
 """What a user sees, with the real weights: new textures (not copies), and seamless tiles."""
+import csv
 import os
 
 import numpy as np
@@ -51,7 +52,7 @@ def test_default_settings_make_a_new_texture_not_the_source_again(tmp_path, caps
     out = str(tmp_path / 'default')
     result = make(tmp_path, capsys, 'default', '--image', 'texture2.jpg', '--size', '256')
     with open(os.path.join(only_run_dir(out), 'history.csv')) as handle:
-        scales = {row.rstrip().split(',')[-1] for row in list(handle)[1:]}
+        scales = {row['scale'] for row in csv.DictReader(handle)}
     assert scales == {'0.5', '1.0'}
     assert scores.layout_score(result, source) <= 0.25
     assert scores.nearest_patch_distance(result, source) > 0.05  # not stitched from source pixels

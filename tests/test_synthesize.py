@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import synthesize
+import vgg16
 
 SOURCE = np.random.default_rng(3).uniform(0, 1, (32, 32, 3)).astype(np.float32)
 LAYERS = {'conv1_1': 1.0, 'pool1': 1.0}
@@ -156,6 +157,19 @@ def test_every_stage_reports_the_losses_of_the_image_it_hands_on(tiny_weights, o
             alone.set_image(image)
             assert losses['total'] == pytest.approx(alone.evaluate()[0]['total'], rel=1e-4)
         alone.close()
+
+
+def test_coarse_stages_leave_out_the_deepest_block():
+    default = {layer: 1.0 for layer in ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2',
+                                        'conv3_3', 'conv4_1')}
+    assert list(synthesize.coarse_style_layers(default)) == list(default)[:-1]
+    every_conv = {layer: 1.0 for layer in vgg16.CONV_LAYERS}
+    assert list(synthesize.coarse_style_layers(every_conv)) == list(vgg16.CONV_LAYERS[:10])  # no conv5_x
+    assert synthesize.coarse_style_layers({'conv1_1': 2.0, 'pool1': 3.0}) == {'conv1_1': 2.0}  # pool1: block 2's size
+    assert synthesize.coarse_style_layers({'conv4_1': 1.0, 'conv4_2': 2.0}) == {'conv4_1': 1.0, 'conv4_2': 2.0}
+    coarse = synthesize.scaled_objective(synthesize.Objective.texture(SOURCE, default), 0.5)
+    assert 'conv4_1' not in coarse.layer_weights and coarse.style_images[0].shape == (16, 16, 3)
+    assert synthesize.scaled_objective(TEXTURE, 1.0) is TEXTURE
 
 
 def test_stage_shapes_round_to_the_tileable_step():

@@ -65,3 +65,11 @@ def test_side_by_side_keeps_one_scale(tmp_path):
     utils.save_side_by_side([np.zeros((32, 32, 3)), np.ones((64, 96, 3))], ['source', 'result'], path, height=128)
     strip = Image.open(path)
     assert strip.size == (64 + 8 + 192, 128 + 16)  # the 32 px source at the same 2x scale as the result
+
+
+def test_save_csv_takes_every_key_and_leaves_missing_values_empty(tmp_path):
+    """A coarse stage reports no loss for the layers it leaves out; the full-size rows do."""
+    path = utils.save_csv([{'step': 0, 'total': 2.0}, {'step': 1, 'total': 1.0, 'conv4_1': 0.5}],
+                          str(tmp_path / 'history.csv'))
+    with open(path) as handle:
+        assert handle.read().splitlines() == ['step,total,conv4_1', '0,2.0,', '1,1.0,0.5']
