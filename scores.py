@@ -11,6 +11,7 @@ never pixels at the same place.
     spectral_distance      radially averaged power spectrum: periodic structure
     nearest_patch_distance how far the result's patches are from any source patch
     layout_score           best correlation of thumbnails over shifts, flips, transposes
+    layout_chance          what layout_score gives, by chance, for arrangements with no layout
 """
 import numpy as np
 from PIL import Image
@@ -23,6 +24,11 @@ SPECTRUM_BINS = 32            # radial frequency bins between 0 and the Nyquist 
 PATCH_SIZE, PATCH_STRIDE = 8, 4
 MAX_PATCHES = 4096            # a random subset beyond this keeps the distance matrix small
 THUMBNAIL_SIZE = 32           # the source's shorter side in the layout thumbnails
+# The layout line for textures whose thumbnails are fine-grained (noise and plain synthesis of
+# such a texture score about 0.15). Large, smooth structures score more by chance: layout_limit.
+LAYOUT_LINE = 0.25
+CHANCE_SAMPLES = 32           # random-phase samples behind layout_chance
+CHANCE_PERCENTILE = 90        # a result above this share of no-layout samples is suspect
 
 
 def gram(features):
@@ -150,6 +156,42 @@ def layout_score(result, source, size=THUMBNAIL_SIZE):
             small = small[:large.shape[0], :large.shape[1]]  # the overlap of a different aspect ratio
         best = max(best, float(cyclic_correlation(small, large).max()))
     return best
+
+
+def random_phase(source, shape, seed=PROJECTION_SEED):
+    """A grey texture of `shape` with the source's power spectrum and no arrangement at all.
+
+    Asymptotic discrete spot noise (Galerne, Gousseau and Morel 2011): white
+    Gaussian noise cyclically convolved with the source's zero-mean grey image,
+    scaled by 1/sqrt(pixels), so its expected autocorrelation (hence spectrum)
+    and variance are the source's, and its mean is exactly the source's. Every
+    trace of where things were in the source is gone. [H, W, 3], grey in all three.
+    """
+    source_grey = grey(source)
+    height, width = max(shape[0], source_grey.shape[0]), max(shape[1], source_grey.shape[1])
+    spot = np.zeros((height, width))
+    spot[:source_grey.shape[0], :source_grey.shape[1]] = (source_grey - source_grey.mean()) / np.sqrt(source_grey.size)
+    noise = np.random.default_rng(seed).normal(size=(height, width))
+    sample = np.real(np.fft.ifft2(np.fft.fft2(spot) * np.fft.fft2(noise)))[:shape[0], :shape[1]]
+    return np.repeat((sample + source_grey.mean())[..., None], 3, axis=2)
+
+
+def layout_chance(source, shape, samples=CHANCE_SAMPLES, seed=PROJECTION_SEED):
+    """layout_score of `samples` random-phase textures of `shape` against the source: [samples].
+
+    The score's level for a result that keeps the source's spectrum but none of its
+    layout. It depends on the texture: fine gravel about 0.18, smooth cell clusters
+    about 0.39 at 256 px, because few independent thumbnail pixels and 8 x H x W
+    tries make a high best correlation likely.
+    """
+    return np.array([layout_score(random_phase(source, shape, seed + index), source)
+                     for index in range(samples)])
+
+
+def layout_limit(source, shape):
+    """The highest layout score a new texture of `shape` should have: LAYOUT_LINE, or the
+    CHANCE_PERCENTILE of layout_chance where the texture's structure is too smooth for it."""
+    return max(LAYOUT_LINE, float(np.percentile(layout_chance(source, shape), CHANCE_PERCENTILE)))
 
 
 def dihedral(image):

@@ -122,3 +122,42 @@ def test_cyclic_correlation_matches_a_direct_computation():
             window = np.roll(image, (-dy, -dx), (0, 1))[:3, :4]
             expected = np.corrcoef(window.ravel(), template.ravel())[0, 1]
             assert fast[dy, dx] == pytest.approx(expected, abs=1e-9)
+
+
+def test_random_phase_keeps_the_source_mean_and_variance_and_any_shape(texture):
+    source_grey = scores.grey(texture)
+    samples = [scores.random_phase(texture, (64, 80), seed) for seed in range(40)]
+    assert all(sample.shape == (64, 80, 3) for sample in samples)
+    assert all(np.allclose(sample[..., 0], sample[..., 2]) for sample in samples)  # grey
+    # The spot has zero mean, so the noise adds nothing at frequency 0: the mean is exact on a
+    # canvas at least the source's size (a crop of it only on average).
+    full = scores.random_phase(texture, texture.shape[:2], 3)
+    assert full[..., 0].mean() == pytest.approx(source_grey.mean(), abs=1e-9)
+    # Variance: the expected value is the source's (sum of the scaled spot squared).
+    assert np.mean([sample[..., 0].var() for sample in samples]) == pytest.approx(source_grey.var(), rel=0.15)
+    assert np.array_equal(scores.random_phase(texture, (64, 80), 5), scores.random_phase(texture, (64, 80), 5))
+
+
+def test_random_phase_keeps_the_source_spectrum_on_average(texture):
+    """Averaged over samples, the power spectrum is the source's (cyclic, same size)."""
+    source_grey = scores.grey(texture)
+    source_power = np.abs(np.fft.fft2(source_grey - source_grey.mean())) ** 2
+    mean_power = np.mean([np.abs(np.fft.fft2(sample[..., 0] - sample[..., 0].mean())) ** 2
+                          for sample in (scores.random_phase(texture, texture.shape[:2], seed)
+                                         for seed in range(400))], axis=0)
+    # Compare in 8x8 blocks of frequencies: each sample's power is exponential around the source's.
+    blocks = lambda power: power.reshape(12, 8, 12, 8).sum(axis=(1, 3))  # noqa: E731
+    assert np.allclose(blocks(mean_power), blocks(source_power), rtol=0.1)
+
+
+def test_layout_chance_is_low_for_fine_textures_high_for_smooth_ones_and_below_copies(texture):
+    fine = RNG.uniform(0, 1, texture.shape)
+    smooth = np.repeat(np.repeat(RNG.uniform(0, 1, (6, 6, 3)), 16, axis=0), 16, axis=1)  # 16 px cells
+    assert np.mean(scores.layout_chance(fine, fine.shape[:2], samples=8)) < 0.25
+    assert np.mean(scores.layout_chance(smooth, smooth.shape[:2], samples=8)) > 0.4
+    chance = scores.layout_chance(texture, texture.shape[:2])
+    assert len(chance) == scores.CHANCE_SAMPLES
+    assert scores.layout_score(np.roll(texture, (24, 40), (0, 1)), texture) > chance.max()
+    assert scores.layout_limit(fine, fine.shape[:2]) == scores.LAYOUT_LINE
+    assert scores.layout_limit(smooth, smooth.shape[:2]) == pytest.approx(
+        np.percentile(scores.layout_chance(smooth, smooth.shape[:2]), scores.CHANCE_PERCENTILE))
