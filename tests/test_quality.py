@@ -41,18 +41,31 @@ def test_tileable_results_wrap_as_smoothly_as_their_interior(tmp_path, capsys):
     assert seam_ratio(plain) > 1.3 * seam_ratio(tiled)
 
 
-def test_default_settings_make_a_new_texture_not_the_source_again(tmp_path, capsys):
+# The trap itself: a 64 px stage whose conv5 layers see 4x4 positions (the issue's warning).
+TRAP = ('--scales', '0.25,1', '--layers', 'all-conv', '--iterations', '140,20')
+
+
+@pytest.mark.parametrize('name, options, redraws_layout', [
+    ('defaults', (), False),
+    ('64 px coarse stage', TRAP, True),
+])
+def test_coarse_to_fine_makes_a_new_texture_and_the_guard_sees_the_trap(tmp_path, capsys, name, options,
+                                                                         redraws_layout):
     """The coarse-to-fine trap: a coarse stage that redraws the source's layout scores high here.
 
-    At 256 px the defaults run coarse to fine (128 px, then 256 px; history.csv says so).
-    Plain synthesis and noise score about 0.1-0.3, two results from different seeds about
-    the same against each other (texture2: 0.14), the source itself 1.0.
+    texture4 (cell clusters, a white gap at the top, a band at the bottom left) is the
+    benchmark texture whose layout a coarse stage copies visibly: the trap scores 0.55,
+    the defaults 0.32-0.41 over four seeds, the plain baseline 0.33-0.36. Its smooth
+    structure makes even arrangement-free samples score 0.39 on average, so the limit is
+    their 90th percentile (0.45) rather than the 0.25 line that holds for fine textures
+    (scores.layout_limit). The gravel cannot be the guard: the trap scores 0.14 on it.
     """
-    source = load_image(os.path.join(ROOT, 'images', 'texture2.jpg'), 256)
-    out = str(tmp_path / 'default')
-    result = make(tmp_path, capsys, 'default', '--image', 'texture2.jpg', '--size', '256')
+    source = load_image(os.path.join(ROOT, 'images', 'texture4.jpg'), 256)
+    out = str(tmp_path / 'result')
+    result = make(tmp_path, capsys, 'result', '--image', 'texture4.jpg', '--size', '256', *options)
     with open(os.path.join(only_run_dir(out), 'history.csv')) as handle:
         scales = {row['scale'] for row in csv.DictReader(handle)}
-    assert scales == {'0.5', '1.0'}
-    assert scores.layout_score(result, source) <= 0.25
+    assert scales == ({'0.25', '1.0'} if redraws_layout else {'0.5', '1.0'})  # defaults: coarse to fine
+    limit = scores.layout_limit(source, result.shape[:2])
+    assert (scores.layout_score(result, source) > limit) == redraws_layout, name
     assert scores.nearest_patch_distance(result, source) > 0.05  # not stitched from source pixels
