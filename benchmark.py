@@ -95,9 +95,11 @@ def median_speedup(values):
 
 
 def score_rows(rows):
-    """Sliced-Wasserstein and layout scores of every result against its source."""
+    """Sliced-Wasserstein and layout scores of every result against its source, and the layout
+    score's limit for that texture (scores.layout_limit: chance level for arrangement-free samples)."""
     with quiet_stderr():
         import compare
+        import scores
         import utils
         import weights as vgg_weights
     network_weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
@@ -108,8 +110,9 @@ def score_rows(rows):
         if key not in sources:
             sources[key] = utils.load_image(utils.find_image(row['image']), row['size'])
         pairs.append((utils.load_image(row['result']), sources[key]))
-    for row, scores in zip(rows, compare.score_all(network_weights, pairs)):
-        row.update(swd=scores['swd'], layout=scores['layout'])
+    for row, (result, source), row_scores in zip(rows, pairs, compare.score_all(network_weights, pairs)):
+        row.update(swd=row_scores['swd'], layout=row_scores['layout'],
+                   layout_limit=scores.layout_limit(source, result.shape[:2]))
     return sources
 
 
@@ -148,7 +151,7 @@ def main():
     sources = score_rows(rows)
 
     print(f"\n{'texture':<14}{'size':>5} {'variant':<10}{'total s':>8}{'final loss':>12}{'s to base':>10}"
-          f"{'speedup':>9}{'base s to its':>14}{'swd':>8}{'layout':>8}{'peak MB':>8}")
+          f"{'speedup':>9}{'base s to its':>14}{'swd':>8}{'layout':>8}{'limit':>7}{'peak MB':>8}")
     ratios = {}
     for row in rows:
         base = next(r for r in rows if r['image'] == row['image'] and r['size'] == row['size']
@@ -164,7 +167,10 @@ def main():
         fmt = lambda value, spec: '-' if value is None else format(value, spec)  # noqa: E731
         print(f"{os.path.splitext(row['image'])[0]:<14}{row['size']:>5} {row['variant']:<10}{row['total_s']:>8.1f}"
               f"{row['final_loss']:>12.3e}{fmt(reached, '.1f'):>10}{fmt(row['speedup'], '.2f'):>9}"
-              f"{fmt(base_to_row, '.1f'):>14}{row['swd']:>8.3g}{row['layout']:>8.3f}{row['peak_rss_mb']:>8}")
+              f"{fmt(base_to_row, '.1f'):>14}{row['swd']:>8.3g}{row['layout']:>8.3f}"
+              f"{row['layout_limit']:>7.3f}{row['peak_rss_mb']:>8}")
+    over = [row['name'] for row in rows if row['layout'] > row['layout_limit']]
+    print(f"layout over its limit (the source's arrangement redrawn?): {', '.join(over) or 'none'}")
     for (variant, size), values in ratios.items():
         median = median_speedup(values)
         print(f"{variant} at {size} px: speedup to the baseline's final loss "
