@@ -105,7 +105,12 @@ class Graph:
             # fed, not made graph constants: grappler would then constant-fold the whole network
             # on its first run (0.5 s per graph at 256 px).
             source = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3], 'source')
-            source_model = vgg16.Vgg16(shared, pooling).build(source, deepest)
+            # Tileable: the result has no border, so the source's statistics must not have one either.
+            # Zero padding gives them features of a grey frame, which a tileable result imitates
+            # with grey smears; circular padding gives them the source's own seam, which it
+            # imitates with straight lines. A mirror has neither (README, --tileable).
+            source_model = vgg16.Vgg16(shared, pooling, padding='reflect' if tileable else 'zero').build(
+                source, deepest)
             # Gram losses need only the Grams, a fraction of the data to fetch; the SWD needs whole maps.
             wanted = {'grams': {layer: losses.gram_matrix(getattr(source_model, layer))[0] for layer in style_layers}}
             if objective.loss != 'gram':
@@ -125,7 +130,8 @@ class Graph:
             # valid pixels, which is the image handed on, so each reported loss is that image's.
             pixels = tf.clip_by_value(self.image, 0.0, 1.0)
             # Source statistics stay float32; only the optimised image's network may run in bfloat16.
-            self.noise_model = vgg16.Vgg16(shared, pooling, precision, tileable).build(pixels, deepest)
+            self.noise_model = vgg16.Vgg16(shared, pooling, precision,
+                                           'circular' if tileable else 'zero').build(pixels, deepest)
             self.losses = {'total': None}
             style, per_layer = 0.0, {}
             if objective.loss in ('gram', 'gram+swd'):
@@ -309,7 +315,7 @@ def synthesize(weights, objective, output_shape, pooling='avg', optimizer='lbfgs
                 if image is None:
                     image = make_initial_image(objectives[stage].style_images[0], (*shape, 3), seed, init)
                 elif image.shape[:2] != shape:
-                    image = resize(image, shape)
+                    image = resize(image, shape, wrap=tileable)
                 graph, prepared = prepared.result(), None
                 if stage + 1 < len(scales):
                     prepared = builder.submit(build, stage + 1, precision)

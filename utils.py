@@ -49,12 +49,26 @@ def resize_shorter_side(image, size):
     return image.resize(new_size, Image.LANCZOS) if new_size != image.size else image
 
 
-def resize(image, shape):
-    """[H, W, 3] float image -> shape (height, width), bicubic per channel, clipped to [0, 1]."""
+WRAP_MARGIN = 4  # input pixels wrapped around before a tileable resize: more than bicubic's reach
+
+
+def resize(image, shape, wrap=False):
+    """[H, W, 3] float image -> shape (height, width), bicubic per channel, clipped to [0, 1].
+
+    wrap: the image is a tile (a torus); each edge is resized with the opposite edge as its
+    neighbour, so a tileable image stays seamless (otherwise the edges are clamped).
+    """
     height, width = shape
+    margins = (0, 0)
+    if wrap:
+        # Margins in output pixels, whole so the crop is exact when the scale is a whole ratio.
+        margins = tuple(round(WRAP_MARGIN * out / side) for out, side in zip(shape, image.shape[:2]))
+        image = np.pad(image, ((WRAP_MARGIN, WRAP_MARGIN), (WRAP_MARGIN, WRAP_MARGIN), (0, 0)), mode='wrap')
+    size = (width + 2 * margins[1], height + 2 * margins[0])
     channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32))
-                           .resize((width, height), Image.BICUBIC)) for c in range(image.shape[-1])]
-    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+                           .resize(size, Image.BICUBIC)) for c in range(image.shape[-1])]
+    resized = np.stack(channels, axis=-1)[margins[0]:margins[0] + height, margins[1]:margins[1] + width]
+    return np.clip(resized, 0.0, 1.0).astype(np.float32)
 
 
 def to_uint8(image):

@@ -66,6 +66,18 @@ def wrap(net, width=1):
     return tf.concat([net[:, :, -width:], net, net[:, :, :width]], axis=2)
 
 
+def mirror(net, width=1):
+    """Pad [batch, H, W, C] by `width` on every side with its mirror image (edge pixel not repeated)."""
+    return tf.pad(net, [[0, 0], [width, width], [width, width], [0, 0]], mode='REFLECT')
+
+
+# How each conv layer sees beyond the image's edge:
+#   zero      the network as trained (TensorFlow's SAME padding)
+#   circular  the image is a torus: what is optimised tiles without seams (--tileable)
+#   reflect   a mirror: no border of a colour of its own, no seam (a tileable run's source)
+PADDINGS = {'zero': None, 'circular': wrap, 'reflect': mirror}
+
+
 def tileable_size_step(layer):
     """Tileable sides must be multiples of this, so every pooling halves the torus exactly."""
     return 2 ** downsampling(layer)
@@ -79,17 +91,18 @@ class Vgg16:
     (as in the course's `Vgg16()`): the real weights, found as `weights.py` says.
     """
 
-    def __init__(self, weights=None, pooling='avg', dtype=tf.float32, tileable=False):
+    def __init__(self, weights=None, pooling='avg', dtype=tf.float32, padding='zero'):
         if weights is None:
             import weights as vgg_weights  # here, not at the top: weights.py imports this module
             weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {tuple(PADDINGS)}, not {padding!r}")
         self.weights = weights
         self.pooling = pooling
         self.dtype = tf.as_dtype(dtype)  # bfloat16: ~1.6x faster on CPUs with AVX512-BF16 (README)
-        # Circular padding: the image is seen as a torus, so what is optimised tiles without seams.
-        self.tileable = tileable
+        self.padding = padding
         self.layers = {}
 
     def build(self, rgb, up_to='pool5'):
@@ -111,8 +124,9 @@ class Vgg16:
                 else:
                     kernel, bias = (tf.cast(t, self.dtype) if t.dtype != self.dtype else t
                                     for t in self.weights[name])  # shared float32 constants
-                    if self.tileable:
-                        net = tf.nn.conv2d(wrap(net), kernel, strides=1, padding='VALID', name=name + '_conv')
+                    pad = PADDINGS[self.padding]
+                    if pad:
+                        net = tf.nn.conv2d(pad(net), kernel, strides=1, padding='VALID', name=name + '_conv')
                     else:
                         net = tf.nn.conv2d(net, kernel, strides=1, padding='SAME', name=name + '_conv')
                     net = tf.nn.relu(tf.nn.bias_add(net, bias), name=name)

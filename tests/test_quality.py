@@ -34,11 +34,16 @@ def seam_ratio(image):
 
 
 def test_tileable_results_wrap_as_smoothly_as_their_interior(tmp_path, capsys):
-    options = ['--image', 'texture1.jpg', '--size', '96', '--iterations', '40']  # smooth cells: seams show
+    """The defaults at 256 px, coarse to fine, as users run them (texture1's smooth cells show seams).
+
+    Measured: 1.15 tiled, 4.28 plain; 1.81 when the coarse image was upsampled without
+    wrapping its edges, a seam the full-size stage never quite closed.
+    """
+    options = ['--image', 'texture1.jpg', '--size', '256']
     tiled = make(tmp_path, capsys, 'tiled', *options, '--tileable')
     plain = make(tmp_path, capsys, 'plain', *options)
     assert seam_ratio(tiled) < 1.3
-    assert seam_ratio(plain) > 1.3 * seam_ratio(tiled)
+    assert seam_ratio(plain) > 2 * seam_ratio(tiled)
 
 
 # The trap itself: a 64 px stage whose conv5 layers see 4x4 positions (the issue's warning).

@@ -177,6 +177,23 @@ def test_stage_shapes_round_to_the_tileable_step():
     assert synthesize.stage_shapes((256, 192), (0.3, 1), step=16) == [(80, 64), (256, 192)]
 
 
+@pytest.mark.parametrize('loss', synthesize.STYLE_LOSSES)
+def test_tileable_source_statistics_have_no_border(tiny_weights, loss):
+    """A tileable result has no border, so its targets must not describe one.
+
+    A flat source is then matched exactly by the flat image (loss about 0). With the
+    source zero-padded, its border features pulled tileable results towards grey smears.
+    """
+    flat = np.broadcast_to(np.float32([0.3, 0.5, 0.7]), (32, 32, 3)).copy()
+    objective = synthesize.Objective([flat], {'conv1_1': 1.0, 'conv2_1': 1.0, 'pool2': 1.0}, loss=loss)
+    graph = synthesize.Graph(tiny_weights, objective, (32, 32), tileable=True)
+    graph.set_image(np.random.default_rng(5).uniform(0, 1, (32, 32, 3)).astype(np.float32))
+    noise_loss = graph.evaluate()[0]['total']
+    graph.set_image(flat)
+    assert graph.evaluate()[0]['total'] < 1e-6 * noise_loss
+    graph.close()
+
+
 @pytest.mark.parametrize('loss, keys', [
     ('swd', {'total', 'swd', 'swd_conv1_1', 'swd_pool1'}),
     ('gram+swd', {'total', 'swd', 'conv1_1', 'pool1', 'swd_conv1_1', 'swd_pool1'}),

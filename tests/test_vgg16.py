@@ -127,10 +127,22 @@ def test_tileable_network_sees_a_torus(tiny_weights):
     shifted = np.roll(image, (8, 16), (1, 2))
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
         placeholder = tf.compat.v1.placeholder(tf.float32, [1, 32, 32, 3])
-        model = vgg16.Vgg16(tiny_weights, tileable=True).build(placeholder, 'conv4_1')
+        model = vgg16.Vgg16(tiny_weights, padding='circular').build(placeholder, 'conv4_1')
         plain = vgg16.Vgg16(tiny_weights).build(placeholder, 'conv4_1')
         torus, torus_shifted = [session.run(model.conv4_1, {placeholder: x}) for x in (image, shifted)]
         flat, flat_shifted = [session.run(plain.conv4_1, {placeholder: x}) for x in (image, shifted)]
     # conv4_1 is 1/8 size: the shift (8, 16) becomes (1, 2).
     np.testing.assert_allclose(np.roll(torus, (1, 2), (1, 2)), torus_shifted, rtol=1e-4, atol=1e-5)
     assert not np.allclose(np.roll(flat, (1, 2), (1, 2)), flat_shifted, rtol=1e-4, atol=1e-5)
+
+
+def test_mirror_padding_has_no_border_of_its_own(tiny_weights):
+    """A flat image looks the same at every position through a mirror; zero padding frames it."""
+    flat = np.full((1, 32, 32, 3), 0.3, np.float32)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        placeholder = tf.compat.v1.placeholder(tf.float32, [1, 32, 32, 3])
+        mirrored = vgg16.Vgg16(tiny_weights, padding='reflect').build(placeholder, 'conv3_1')
+        framed = vgg16.Vgg16(tiny_weights).build(placeholder, 'conv3_1')
+        mirrored, framed = session.run([mirrored.conv3_1, framed.conv3_1], {placeholder: flat})
+    np.testing.assert_allclose(mirrored, np.broadcast_to(mirrored[:, :1, :1], mirrored.shape), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(framed, np.broadcast_to(framed[:, 4:5, 4:5], framed.shape), rtol=1e-3, atol=1e-4)
