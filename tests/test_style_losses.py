@@ -106,15 +106,28 @@ def numpy_swd(noise, source, directions):
     return np.mean((project(noise) - project(source)) ** 2)
 
 
-def test_swd_loss_matches_numpy_and_its_gradient():
+@pytest.mark.parametrize('host_sort', [True, False], ids=['numpy sort', 'tf.sort'])
+def test_swd_loss_matches_numpy_and_its_gradient(host_sort):
     noise, source = RNG.uniform(0, 3, (2, 1, 4, 5, 6))
     directions = RNG.normal(size=(6, 4))
     directions /= np.linalg.norm(directions, axis=0)
     targets = losses.quantile_targets(losses.sorted_projections(source[0], directions), 20).astype(np.float64)
-    loss_fn = lambda x: losses.sliced_wasserstein_loss_for_layer(x, targets, directions)  # noqa: E731
+    loss_fn = lambda x: losses.sliced_wasserstein_loss_for_layer(x, targets, directions, host_sort)  # noqa: E731
     value, gradient = evaluate(loss_fn, noise)
     assert value == pytest.approx(numpy_swd(noise[0], source[0], directions), rel=1e-6)
     np.testing.assert_allclose(gradient, finite_differences(loss_fn, noise), rtol=1e-5, atol=1e-8)
+
+
+def test_targets_by_rank_pairs_each_value_with_the_target_of_its_rank():
+    values = RNG.normal(size=(3, 50))
+    targets = np.sort(RNG.normal(size=(3, 50)), axis=1)
+    paired = losses.targets_by_rank(values, targets)
+    for row in range(3):
+        for index in range(50):
+            rank = np.sum(values[row] < values[row, index])  # how many are smaller
+            assert paired[row, index] == targets[row, rank]
+    # Summed over a row, the pairing is the sorted one: the loss is the same.
+    np.testing.assert_allclose(((values - paired) ** 2).sum(1), ((np.sort(values, 1) - targets) ** 2).sum(1))
 
 
 def test_swd_targets_handle_other_sizes_and_blends():
@@ -128,10 +141,11 @@ def test_swd_targets_handle_other_sizes_and_blends():
     np.testing.assert_allclose(blended, rows + 0.5, rtol=1e-6)
 
 
-def test_swd_loss_ignores_where_features_are():
+@pytest.mark.parametrize('host_sort', [True, False], ids=['numpy sort', 'tf.sort'])
+def test_swd_loss_ignores_where_features_are(host_sort):
     source = RNG.uniform(0, 1, (1, 8, 8, 5))
     directions = RNG.normal(size=(5, 5))
     targets = losses.quantile_targets(losses.sorted_projections(source[0], directions), 64)
     shuffled = source.reshape(64, 5)[RNG.permutation(64)].reshape(1, 8, 8, 5)
-    loss_fn = lambda x: losses.sliced_wasserstein_loss_for_layer(x, targets, directions)  # noqa: E731
+    loss_fn = lambda x: losses.sliced_wasserstein_loss_for_layer(x, targets, directions, host_sort)  # noqa: E731
     assert evaluate(loss_fn, shuffled)[0] == pytest.approx(0, abs=1e-10)
