@@ -50,6 +50,7 @@ INIT = {'texture': 'mean-noise',  # cleaner than uniform noise at the same cost 
 SEED = 0
 OUT = 'runs'
 SAVE_EVERY = 50
+LOG_INTERVAL = 30.0          # seconds between progress lines when stderr is not a terminal
 # Style transfer. Chosen by looking at results (README): the style loss is a mean
 # over the --layers' Gram losses and the content loss is Coursera's J_content.
 CONTENT_LAYERS = ','.join(losses.CONTENT_LAYERS)
@@ -336,7 +337,9 @@ def main(argv=None):
                                   args.init if start is None else None, start,
                                   args.scales, args.precision, args.tileable)
     history, image, status, started = [], None, 'finished', time.time()
-    bar = tqdm(total=sum(args.iterations), unit='it', desc=job.stem, dynamic_ncols=True)
+    # Piped or logged (not a terminal), every redraw of the bar would stay in the log: redraw rarely.
+    interval = 0.1 if sys.stderr.isatty() else LOG_INTERVAL
+    bar = tqdm(total=sum(args.iterations), unit='it', desc=job.stem, dynamic_ncols=True, mininterval=interval)
     try:
         with quiet_stderr():  # the first step builds the session: more TensorFlow chatter
             first = next(steps)
