@@ -55,7 +55,11 @@ EXPLANATIONS = {
     'patch': "mean distance of the result's 8x8 patches to the nearest source patch, relative to the "
              'source variance; near 0 means copied pixels. Not a quality score: blurry copies score higher.',
     'layout': "best correlation of 32 px thumbnails over cyclic shifts, flips and transposes: about "
-              '0.1-0.3 for a new texture, 1.0 for the source itself; high means the layout was copied.',
+              '0.1-0.45 for a new texture (smooth textures score more by chance), 1.0 for the source '
+              'itself; high means the layout was copied.',
+    'layout_limit': 'what a new texture of this source should stay under: 0.25, or the 90th percentile '
+                    'of random-phase samples (its spectrum, no arrangement) where that is higher. '
+                    'Over it: "layout?", look at the result.',
     'copy': f'flagged as a copy of the source: layout >= {COPY_LAYOUT} or patch <= {COPY_PATCH}',
 }
 DONE = ('finished', 'converged')
@@ -177,6 +181,7 @@ def score(result, source, result_features, source_features):
     row['spectral'] = scores.spectral_distance(result, source)
     row['patch'] = scores.nearest_patch_distance(result, source)
     row['layout'] = scores.layout_score(result, source)
+    row['layout_limit'] = scores.layout_limit(source, result.shape[:2])
     row['copy'] = bool(row['layout'] >= COPY_LAYOUT or row['patch'] <= COPY_PATCH)
     return row
 
@@ -200,22 +205,29 @@ def ranked(rows):
     return sorted(rows, key=lambda row: (row.get('copy', True), row.get('swd', np.inf)))
 
 
+def flag(row):
+    """COPY (ranked last), 'layout?' (over its texture's chance level: look at it), or ''."""
+    if row['copy']:
+        return 'COPY'
+    return 'layout?' if row['layout'] > row['layout_limit'] else ''
+
+
 def print_table(rows):
     width = max(len(row['name']) for row in rows)
-    print(f"{'rank':>4}  {'name':<{width}}  " + '  '.join(f'{c:>9}' for c in SCORES) + '  copy?')
+    print(f"{'rank':>4}  {'name':<{width}}  " + '  '.join(f'{c:>9}' for c in SCORES) + '  limit  copy?')
     for rank, row in enumerate(rows, 1):
         values = '  '.join(f'{row[c]:9.3g}' for c in SCORES)
-        print(f"{rank:>4}  {row['name']:<{width}}  {values}  {'COPY' if row['copy'] else ''}")
+        print(f"{rank:>4}  {row['name']:<{width}}  {values}  {row['layout_limit']:5.2f}  {flag(row)}")
 
 
 def write_report(folder, title, source, rows, notes=(), histories=None):
     """scores.csv, contact_sheet.png, loss_curves.png (sweeps) and report.html in `folder`."""
-    columns = ['name'] + list(SCORES) + ['copy']
+    columns = ['name'] + list(SCORES) + ['layout_limit', 'copy']
     table = [{key: value for key, value in row.items() if key != 'image'} for row in rows]
     utils.save_csv(table, os.path.join(folder, 'scores.csv'))
     entries = [(source, ['source'])] + [
         (row['image'], [f"{rank}. {row['name']}"[:40], f"swd {row['swd']:.3g}  gram {row['gram']:.3g}",
-                        f"layout {row['layout']:.2f}" + ('  COPY' if row['copy'] else ''),
+                        f"layout {row['layout']:.2f}  {flag(row)}".rstrip(),
                         *([f"status {row['status']}"] if row.get('status') not in (None, *DONE) else [])])
         for rank, row in enumerate(rows, 1)]
     report.contact_sheet(entries, os.path.join(folder, 'contact_sheet.png'))
@@ -223,7 +235,7 @@ def write_report(folder, title, source, rows, notes=(), histories=None):
     if histories:
         curves = report.loss_curves(histories, os.path.join(folder, 'loss_curves.png'))
     report.write_html(os.path.join(folder, 'report.html'), title, source, rows, columns,
-                      {c: EXPLANATIONS[c] for c in SCORES + ('copy',)}, notes, curves)
+                      {c: EXPLANATIONS[c] for c in SCORES + ('layout_limit', 'copy')}, notes, curves)
     return folder
 
 
@@ -339,12 +351,13 @@ def cached_scores(network_weights, rows, pairs):
     for index, row in enumerate(rows):
         path = os.path.join(row['run_dir'], 'scores.json')
         result_path = os.path.join(row['run_dir'], 'result.png')
+        scores_found = None
         if os.path.isfile(path) and os.path.getmtime(path) >= os.path.getmtime(result_path):
             with open(path) as handle:
-                cached.append(json.load(handle))
-        else:
-            cached.append(None)
+                scores_found = json.load(handle)
+        if scores_found is None or 'layout_limit' not in scores_found:  # none yet, or from before the limit
             missing.append(index)
+        cached.append(scores_found)
     if missing:
         for index, fresh in zip(missing, score_all(network_weights, [pairs[i] for i in missing])):
             utils.save_json(fresh, os.path.join(rows[index]['run_dir'], 'scores.json'))

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import compare
+import scores
 from conftest import ROOT
 from test_train import run_script
 from utils import load_image, save_image
@@ -80,6 +81,8 @@ def test_scoring_flags_copies_and_writes_the_report(candidates, tiny_weights_pat
     for score in ('gram', 'swd', 'colour', 'spectral'):
         assert float(rows['source'][score]) == pytest.approx(0, abs=1e-6), score
     assert float(rows['source']['layout']) == pytest.approx(1.0)
+    # Every row has its texture's layout limit: at least the 0.25 line.
+    assert all(float(row['layout_limit']) >= scores.LAYOUT_LINE for row in rows.values())
     # Copies rank last, after the non-copies ranked by SWD.
     order = list(rows)
     assert set(order[-3:]) == {'shifted', 'crop', 'source'}
@@ -88,6 +91,12 @@ def test_scoring_flags_copies_and_writes_the_report(candidates, tiny_weights_pat
     assert page.count('src="data:image/png;base64,') == 6  # the source and five results
     assert 'http://' not in page and 'https://' not in page
     assert Image.open(os.path.join(folder, 'contact_sheet.png')).width > 4 * 100
+
+
+def test_flag_names_copies_first_then_layouts_over_their_limit():
+    assert compare.flag({'copy': True, 'layout': 0.9, 'layout_limit': 0.3}) == 'COPY'
+    assert compare.flag({'copy': False, 'layout': 0.5, 'layout_limit': 0.45}) == 'layout?'
+    assert compare.flag({'copy': False, 'layout': 0.4, 'layout_limit': 0.45}) == ''
 
 
 def sweep_args(out, tiny_weights_path):
