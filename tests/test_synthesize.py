@@ -3,6 +3,7 @@ import threading
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import synthesize
 import vgg16
@@ -208,6 +209,28 @@ def test_swd_losses_add_up(tiny_weights, loss, keys):
         expected = losses['swd'] if loss == 'swd' else gram + 3.0 * losses['swd']
         assert losses['total'] == pytest.approx(expected, rel=1e-5)
     assert steps[-1][2]['swd'] < steps[0][2]['swd']
+
+
+@pytest.mark.parametrize('loss', synthesize.STYLE_LOSSES)
+def test_losses_are_summed_in_a_fixed_order(real_weights, loss):
+    """Sums in the graph TensorFlow runs are ordinary adds, not in-place accumulation.
+
+    Grappler's memory optimiser had rewritten gram+swd's total at 256 px into a
+    temporary variable that each term is added to as it arrives: an order that
+    changes with thread timing, so totals differed by an ulp from process to
+    process (README). Smaller graphs, and the tiny test network, never got it.
+    """
+    source = np.random.default_rng(3).uniform(0, 1, (64, 64, 3)).astype(np.float32)
+    layers = dict.fromkeys(vgg16.CONV_LAYERS[:vgg16.CONV_LAYERS.index('conv4_1') + 1], 1 / 8)  # the defaults
+    objective = synthesize.Objective.texture(source, layers, loss)
+    graph = synthesize.Graph(real_weights, objective, (256, 256))
+    metadata = tf.compat.v1.RunMetadata()
+    graph.session.run([graph.losses, graph.gradient], run_metadata=metadata,
+                      options=tf.compat.v1.RunOptions(output_partition_graphs=True))
+    graph.close()
+    ops = {node.op for partition in metadata.partition_graphs for node in partition.node}
+    assert 'AddN' in ops  # the inspected graph is the real one
+    assert not ops & {'TemporaryVariable', 'AssignAdd', 'AccumulateNV2'}
 
 
 def test_bfloat16_losses_are_close_to_float32(tiny_weights):
