@@ -78,8 +78,8 @@ class Objective:
     swd_weight: float = None            # 'gram+swd': weight of the SWD part (default SWD_WEIGHT)
 
     @classmethod
-    def texture(cls, source_image, layer_weights, loss='gram'):
-        return cls([source_image], dict(layer_weights), loss=loss)
+    def texture(cls, source_image, layer_weights, loss='gram', swd_weight=None):
+        return cls([source_image], dict(layer_weights), loss=loss, swd_weight=swd_weight)
 
     @property
     def is_style_transfer(self):

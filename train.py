@@ -101,6 +101,9 @@ def build_parser():
     parser.add_argument('--loss', choices=synthesize.STYLE_LOSSES, default=LOSS,
                         help='match Gram matrices, sliced-Wasserstein feature distributions (Heitz et al. '
                              '2021), or both (default: %(default)s)')
+    parser.add_argument('--swd-weight', type=float, default=None,
+                        help='with --loss gram+swd: the weight of the SWD against the Gram loss '
+                             f'(default: {synthesize.SWD_WEIGHT:g})')
     parser.add_argument('--tileable', action='store_true',
                         help='make an image that tiles without seams (circular padding in VGG16)')
     parser.add_argument('--match-colors', action='store_true',
@@ -200,6 +203,12 @@ def parse_args(argv=None):
         if not math.isfinite(value) or value < 0 or (option == 'style_scale' and value == 0):
             parser.error(f"--{option.replace('_', '-')} must be a finite number "
                          f"{'> 0' if option == 'style_scale' else '>= 0'}, not {value}")
+    if args.swd_weight is None:
+        args.swd_weight = synthesize.SWD_WEIGHT if args.loss == 'gram+swd' else None
+    elif args.loss != 'gram+swd':
+        parser.error("--swd-weight needs --loss gram+swd: it weighs the SWD against the Gram loss")
+    elif not math.isfinite(args.swd_weight) or args.swd_weight <= 0:
+        parser.error(f"--swd-weight must be a finite number > 0, not {args.swd_weight}")
     if args.mode == 'style' and args.content_weight == 0 and args.style_weight == 0:
         parser.error("--content-weight and --style-weight are both 0: nothing to transfer")
     try:
@@ -222,7 +231,8 @@ def settings(args):
     """The options as resolved for config.json (no defaults left implicit)."""
     config = {'mode': args.mode, 'size': args.size, 'optimizer': args.optimizer,
               'iterations': args.iterations, 'scales': args.scales, 'precision': args.precision,
-              'loss': args.loss, 'tileable': args.tileable, 'match_colors': args.match_colors,
+              'loss': args.loss, 'swd_weight': args.swd_weight, 'tileable': args.tileable,
+              'match_colors': args.match_colors,
               'layer_weights': args.layer_weights,
               'weighting': args.weighting, 'pooling': args.pooling, 'init': args.init, 'seed': args.seed,
               'save_every': args.save_every,
@@ -249,7 +259,8 @@ def texture_job(args):
     resolve_schedule(args, [source.shape[:2]], output_shape)
     check_scales(args, [source.shape[:2]], output_shape)
     return types.SimpleNamespace(
-        objective=synthesize.Objective.texture(source, args.layer_weights, args.loss), output_shape=output_shape,
+        objective=synthesize.Objective.texture(source, args.layer_weights, args.loss, args.swd_weight),
+        output_shape=output_shape,
         stem=stem_of(image_path), shown=[(source, 'source')], plotted=None,
         to_rgb=lambda image: image,
         config={'image': os.path.abspath(image_path), 'source_shape': list(source.shape[:2]),
@@ -281,7 +292,7 @@ def style_job(args):
     check_scales(args, [style.shape[:2] for style in styles], output_shape)
     objective = synthesize.Objective(
         styles, args.layer_weights, args.blend, args.style_weight, content, args.content_layer_weights,
-        args.content_weight, args.tv_weight, args.loss)
+        args.content_weight, args.tv_weight, args.loss, args.swd_weight)
     return types.SimpleNamespace(
         objective=objective, output_shape=output_shape,
         stem='_'.join([stem_of(content_path)] + [stem_of(path) for path in style_paths]),

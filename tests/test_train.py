@@ -232,6 +232,8 @@ def test_real_weights_same_seed_same_output(tmp_path, capsys):
     (['--loss', 'swd'], {'swd', 'swd_conv1_1', 'swd_pool1', 'swd_pool2'}),
     (['--loss', 'gram+swd', '--scales', '0.5,1', '--iterations', '3,2'],
      {'swd', 'swd_conv1_1', 'swd_pool1', 'swd_pool2', 'conv1_1', 'pool1', 'pool2', 'scale'}),
+    (['--loss', 'gram+swd', '--swd-weight', '30'],
+     {'swd', 'swd_conv1_1', 'swd_pool1', 'swd_pool2', 'conv1_1', 'pool1', 'pool2'}),
     (['--tileable', '--match-colors', '--precision', 'bfloat16'], {'conv1_1', 'pool1', 'pool2'}),
 ])
 def test_loss_scales_and_tiles_end_to_end(small_texture, tiny_weights_path, tmp_path, capsys, options, columns):
@@ -248,6 +250,12 @@ def test_loss_scales_and_tiles_end_to_end(small_texture, tiny_weights_path, tmp_
     assert set(rows[0]) == {'step', 'seconds', 'total'} | columns
     config = json.load(open(os.path.join(run, 'config.json')))
     assert config['status'] == 'finished' and config['iterations_done'] == len(rows) - 1
+    if options[:2] == ['--loss', 'gram+swd']:
+        given = options[options.index('--swd-weight') + 1] if '--swd-weight' in options else None
+        assert config['swd_weight'] == (float(given) if given else train.synthesize.SWD_WEIGHT)
+        last = rows[-1]  # the total is the Gram losses plus the SWD at its weight
+        gram = sum(float(last[layer]) for layer in ('conv1_1', 'pool1', 'pool2')) / 3
+        assert float(last['total']) == pytest.approx(gram + config['swd_weight'] * float(last['swd']), rel=1e-4)
     if '--match-colors' in options:
         result = np.asarray(Image.open(os.path.join(run, 'result.png')), np.float32) / 255
         source = load_image(small_texture, 48)
@@ -265,6 +273,9 @@ SCHEDULE_BAD_INPUTS = [
     (['--tileable', '--output-size', '250'], '--tileable needs sides that are multiples of 8'),
     (['--precision', 'float8'], "invalid choice: 'float8'"),
     (['--loss', 'l1'], "invalid choice: 'l1'"),
+    (['--swd-weight', '30'], '--swd-weight needs --loss gram+swd'),
+    (['--loss', 'gram+swd', '--swd-weight', '-1'], '--swd-weight must be a finite number > 0'),
+    (['--loss', 'gram+swd', '--swd-weight', 'inf'], '--swd-weight must be a finite number > 0'),
 ]
 
 
