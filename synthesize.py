@@ -46,7 +46,7 @@ def session_config():
     # Grappler's memory optimiser turns some sums (gram+swd's Gram total plus its SWD) into
     # in-place accumulation (TemporaryVariable + AssignAdd) in whatever order the terms
     # arrive, so the total's rounding changed from process to process and L-BFGS amplified
-    # it. Off, every run repeats bitwise, at no measured cost (README, Speed).
+    # it. Off, every run repeats bitwise, at no measured cost (README, `--loss swd`).
     config.graph_options.rewrite_options.memory_optimization = rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
     return config
 
