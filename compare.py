@@ -379,7 +379,8 @@ def main(argv=None):
 
 def cli(argv=None):
     try:
-        return main(argv)
+        with utils.sigterm_as_ctrl_c():
+            return main(argv)
     except (InputError, vgg_weights.WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
     except KeyboardInterrupt:

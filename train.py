@@ -387,7 +387,8 @@ def kept_image(job, image):
 def cli(argv=None):
     """main() with every expected failure turned into one line and an exit code."""
     try:
-        return main(argv)
+        with utils.sigterm_as_ctrl_c():
+            return main(argv)
     except (InputError, vgg_weights.WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
     except tf.errors.ResourceExhaustedError:

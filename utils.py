@@ -6,7 +6,9 @@ never leaves a half-written file under the real name.
 """
 import csv
 import json
+import contextlib
 import os
+import signal
 import sys
 
 import numpy as np
@@ -180,6 +182,27 @@ def save_loss_plot(history, columns, path):
     atomic_write(path, lambda tmp: figure.savefig(tmp, format='png'))
     plt.close(figure)
     return path
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """Within this block SIGTERM raises KeyboardInterrupt, so a run stopped by `kill` or by
+    a batch scheduler's time limit (SLURM sends SIGTERM first) saves its work as Ctrl-C does.
+
+    Python only sees the signal between TensorFlow calls, so at worst after the current
+    evaluation. Outside the main thread (where handlers cannot be set) it does nothing.
+    """
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class quiet_stderr:

@@ -152,7 +152,9 @@ def test_bad_input_is_one_line_and_nonzero_exit(bad_inputs, tiny_weights_path, a
     assert not os.path.exists(bad_inputs / 'runs') or not os.listdir(bad_inputs / 'runs')
 
 
-def test_ctrl_c_keeps_the_image_and_history(small_texture, tiny_weights_path, tmp_path):
+@pytest.mark.parametrize('stop', [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_keeps_the_image_and_history(stop, small_texture, tiny_weights_path, tmp_path):
+    """Ctrl-C, or the SIGTERM a batch scheduler's time limit or `kill` sends: the run saves and says so."""
     out = str(tmp_path / 'runs')
     process = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, 'train.py'), '--image', small_texture, '--size', '32',
@@ -163,7 +165,7 @@ def test_ctrl_c_keeps_the_image_and_history(small_texture, tiny_weights_path, tm
     while time.time() < deadline and not glob.glob(os.path.join(out, '*')):
         time.sleep(0.2)
     time.sleep(3)  # the folder exists before the first step: let it take some
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert 'Traceback' not in err

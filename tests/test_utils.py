@@ -1,5 +1,6 @@
 """Images, starting points and safe writes."""
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -93,3 +94,12 @@ def test_wrapped_resize_keeps_a_tile_seamless():
     assert wrap_jump_over_inside_jump(plain) > 1.3
     # Away from the edges both are the same bicubic resize.
     assert np.allclose(wrapped[8:-8, 8:-8], plain[8:-8, 8:-8], atol=1e-5)
+
+
+def test_sigterm_raises_ctrl_c_inside_the_block_only():
+    # Python runs the handler right after os.kill returns, inside the block
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with utils.sigterm_as_ctrl_c():
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
