@@ -20,6 +20,15 @@ ITERATIONS = {'lbfgs': 200, 'adam': 2000}   # at one scale
 # baseline's loss 2-6% sooner than 100 on texture1 and texture4, with a lower final loss (README, Speed)
 COARSE_ITERATIONS = {'lbfgs': 140, 'adam': 500}
 FINE_ITERATIONS = {'lbfgs': 100, 'adam': 1000}    # the full-size stage after coarse ones
+# Peak memory of a run (README, Large outputs): a fixed part (TensorFlow, the weights, the
+# source's network) and a part per pixel of the full-size stage, where VGG16's activations, their
+# gradients and the SWD's sorted projections dominate. Fitted to runs of texture1 at 1024-2048 px
+# on this project's machine and rounded up, so every measured peak is 1.0-1.3x under its estimate.
+MEMORY_FIXED_GB = 1.2
+MEMORY_PER_MEGAPIXEL_GB = {('gram', 'bfloat16'): 1.6, ('gram', 'float32'): 2.6,
+                           ('swd', 'bfloat16'): 6.0, ('swd', 'float32'): 6.8}
+MEMORY_DEEP_FACTOR = 1.4        # layers past conv4_1 (e.g. --layers all-conv): measured 1.2-1.5x
+MEMORY_DEEP_AFTER = 'conv4_1'
 COARSE_MIN_SIDE = 128  # below this the deep layers see too few positions and copy the source's layout
 MAX_STAGES = 3
 
@@ -146,3 +155,42 @@ def check_scales(args, style_shapes, output_shape):
         for style_shape in style_shapes:
             check_size(tuple(round(side * scale) for side in style_shape), args.layer_weights,
                        f'the source at --scales {scale:g}')
+
+
+def estimated_memory_gb(output_shape, loss, precision, layers):
+    """About how many GB a run with this full-size output and these VGG16 layers needs at its peak."""
+    kind = 'gram' if loss == 'gram' else 'swd'  # the SWD's sorts dominate gram+swd
+    per_megapixel = MEMORY_PER_MEGAPIXEL_GB[kind, precision]
+    if vgg16.LAYER_NAMES.index(vgg16.deepest(layers)) > vgg16.LAYER_NAMES.index(MEMORY_DEEP_AFTER):
+        per_megapixel *= MEMORY_DEEP_FACTOR
+    return MEMORY_FIXED_GB + per_megapixel * output_shape[0] * output_shape[1] / 1e6
+
+
+def available_memory_gb(meminfo='/proc/meminfo'):
+    """Memory the kernel can give a new process (MemAvailable plus free swap), or None if unknown."""
+    try:
+        with open(meminfo) as handle:
+            fields = dict(line.split(':', 1) for line in handle if ':' in line)
+        return sum(int(fields[name].split()[0]) for name in ('MemAvailable', 'SwapFree') if name in fields) / 2**20 \
+            if 'MemAvailable' in fields else None
+    except (OSError, ValueError):
+        return None
+
+
+def check_memory(output_shape, loss, precision, layers, option):
+    """Refuse, before anything is built, an output too large for this machine's free memory:
+    on a CPU the kernel's OOM killer would otherwise end the run without a word or a saved
+    image. On a GPU, TensorFlow's own out-of-memory error is reported instead. `option` is
+    the one that sets the size: '--output-size' or '--size' (the shorter side)."""
+    available = available_memory_gb()
+    needed = estimated_memory_gb(output_shape, loss, precision, layers)
+    if available is None or needed <= available:
+        return
+    with quiet_stderr():
+        if tf.config.list_physical_devices('GPU'):
+            return
+    shrink = math.sqrt(max(available - MEMORY_FIXED_GB, 0) / (needed - MEMORY_FIXED_GB))
+    height, width = (max(8, int(side * shrink) // 8 * 8) for side in output_shape)
+    fits = f'--output-size {width}x{height}' if option == '--output-size' else f'--size {min(height, width)}'
+    raise InputError(f"an image of {output_shape[1]}x{output_shape[0]} px needs about {needed:.1f} GB of memory "
+                     f"and {available:.1f} GB is free: try {fits} or less")

@@ -27,8 +27,9 @@ with quiet_stderr():  # TensorFlow's start-up chatter says nothing a user can ac
     import colour
     import lbfgs
     import losses
-    from options import (COARSE_MIN_SIDE, ITERATIONS, MAX_STAGES, WEIGHTING, auto_precision, check_scales,
-                         check_size, parse_blend, parse_layers, parse_numbers, parse_size, resolve_schedule)
+    from options import (COARSE_MIN_SIDE, ITERATIONS, MAX_STAGES, WEIGHTING, auto_precision, check_memory,
+                         check_scales, check_size, parse_blend, parse_layers, parse_numbers, parse_size,
+                         resolve_schedule)
     import runs
     import synthesize
     import utils
@@ -252,8 +253,13 @@ def settings(args):
 def texture_job(args):
     """What a texture run optimises, shows and records."""
     image_path = find_image(args.image)
+    source_shape = utils.image_shape(image_path, args.size)
+    output_shape = tuple(args.output_shape or source_shape)
+    # Before loading the source: a huge --size would make a huge image at once.
+    option = '--output-size' if args.output_shape else '--size'
+    check_memory(output_shape, args.loss, args.precision, args.layer_weights, option)
+    check_memory(source_shape, args.loss, args.precision, args.layer_weights, '--size')
     source = load_image(image_path, args.size)
-    output_shape = tuple(args.output_shape or source.shape[:2])
     check_size(source.shape[:2], args.layer_weights, 'the source (after --size)')
     check_size(output_shape, args.layer_weights, '--output-size')
     resolve_schedule(args, [source.shape[:2]], output_shape)
@@ -290,6 +296,7 @@ def style_job(args):
             image, photo if image.shape[:2] == photo.shape[:2] else utils.resize(photo, image.shape[:2]))
     resolve_schedule(args, [style.shape[:2] for style in styles], output_shape)
     check_scales(args, [style.shape[:2] for style in styles], output_shape)
+    check_memory(output_shape, args.loss, args.precision, every_layer, '--size')
     objective = synthesize.Objective(
         styles, args.layer_weights, args.blend, args.style_weight, content, args.content_layer_weights,
         args.content_weight, args.tv_weight, args.loss, args.swd_weight)

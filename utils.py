@@ -44,10 +44,26 @@ def load_image(path, size=None):
         raise InputError(f"cannot read {path} as an image ({error})") from None
 
 
-def resize_shorter_side(image, size):
-    width, height = image.size
+def image_shape(path, size=None):
+    """(height, width) of load_image(path, size), from the file's header alone: sizes can be
+    checked before a huge `size` makes a huge image."""
+    try:
+        with Image.open(path) as image:
+            width, height = shorter_side_to(image.size, size) if size else image.size
+            return height, width
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise InputError(f"cannot read {path} as an image ({error})") from None
+
+
+def shorter_side_to(image_size, size):
+    """(width, height) scaled so that the shorter side is `size`."""
+    width, height = image_size
     scale = size / min(width, height)
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize_shorter_side(image, size):
+    new_size = shorter_side_to(image.size, size)
     return image.resize(new_size, Image.LANCZOS) if new_size != image.size else image
 
 

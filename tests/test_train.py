@@ -128,6 +128,8 @@ BAD_INPUTS = [
     (['--image', 'texture1.jpg', '--output-size', '6x64'], 'too small for layer conv4_1'),
     (['--image', 'texture1.jpg', '--size', '12', '--layers', 'pool4'], 'too small for layer pool4'),
     (['--image', 'texture1.jpg', '--output-size', 'big'], '--output-size must look like'),
+    (['--image', 'texture1.jpg', '--output-size', '100000'], 'GB of memory'),
+    (['--image', 'texture1.jpg', '--size', '100000'], 'try --size'),
     (['--image', 'texture1.jpg', '--iterations', '0'], '--iterations must be at least 1'),
     (['--image', 'texture1.jpg', '--out', '{bad}/a_file/runs'], 'cannot write to --out'),
     (['--image', 'texture1.jpg', '--weights', '{bad}/garbage.npz'], 'cannot read weights'),

@@ -1,0 +1,58 @@
+"""The memory check: its estimate against measured peaks, /proc/meminfo, and the size it suggests."""
+import pytest
+
+import losses
+import options
+from utils import InputError
+
+# train.py's default layers when the peaks below were measured
+DEFAULT = ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3', 'conv4_1']
+ALL_CONV = list(losses.GRAM_LAYERS)
+# Peak memory measured with /usr/bin/time (README, Large outputs): texture1 from a 256 px source.
+MEASURED_GB = [
+    ((1024, 1024), 'gram', 'bfloat16', DEFAULT, 2.63), ((1536, 1536), 'gram', 'bfloat16', DEFAULT, 4.49),
+    ((2048, 2048), 'gram', 'bfloat16', DEFAULT, 7.12), ((1024, 1024), 'gram', 'float32', DEFAULT, 3.61),
+    ((2048, 2048), 'gram', 'float32', DEFAULT, 11.47), ((1024, 1024), 'swd', 'bfloat16', DEFAULT, 6.81),
+    ((1024, 1024), 'gram+swd', 'bfloat16', DEFAULT, 7.22), ((2048, 2048), 'gram+swd', 'bfloat16', DEFAULT, 24.07),
+    ((1024, 1024), 'gram+swd', 'float32', DEFAULT, 7.83), ((2048, 2048), 'gram', 'bfloat16', ALL_CONV, 8.30),
+    ((1024, 1024), 'gram', 'float32', ALL_CONV, 4.76), ((1024, 1024), 'gram+swd', 'bfloat16', ALL_CONV, 7.89)]
+
+
+@pytest.mark.parametrize('shape, loss, precision, layers, measured', MEASURED_GB)
+def test_estimate_covers_measured_peaks_closely(shape, loss, precision, layers, measured):
+    estimate = options.estimated_memory_gb(shape, loss, precision, layers)
+    assert measured <= estimate <= 1.3 * measured
+
+
+def test_available_memory_reads_meminfo(tmp_path):
+    meminfo = tmp_path / 'meminfo'
+    meminfo.write_text('MemTotal:       24000000 kB\nMemAvailable:    8388608 kB\nSwapFree:        1048576 kB\n')
+    assert options.available_memory_gb(str(meminfo)) == pytest.approx(9.0)
+    meminfo.write_text('MemTotal:       24000000 kB\n')  # kernels before 3.14 have no MemAvailable
+    assert options.available_memory_gb(str(meminfo)) is None
+    assert options.available_memory_gb(str(tmp_path / 'missing')) is None
+
+
+@pytest.mark.parametrize('loss', ['gram', 'swd'])
+def test_too_large_is_refused_and_the_suggested_size_fits(monkeypatch, loss):
+    monkeypatch.setattr(options, 'available_memory_gb', lambda: 6.0)
+    options.check_memory((1024, 1024), 'gram', 'bfloat16', DEFAULT, '--output-size')  # 2.9 GB: fine
+    with pytest.raises(InputError, match=r'needs about [\d.]+ GB of memory and 6.0 GB is free') as refused:
+        options.check_memory((3000, 2000), loss, 'bfloat16', DEFAULT, '--output-size')
+    suggested = str(refused.value).split('--output-size ')[1].split()[0]
+    width, height = map(int, suggested.split('x'))
+    assert width / height == pytest.approx(2000 / 3000, rel=0.02)  # the same shape, smaller
+    options.check_memory((height, width), loss, 'bfloat16', DEFAULT, '--output-size')
+    assert options.estimated_memory_gb((height + 16, width + 16), loss, 'bfloat16', DEFAULT) > 6.0  # not far too small
+
+
+def test_unknown_free_memory_checks_nothing(monkeypatch):
+    monkeypatch.setattr(options, 'available_memory_gb', lambda: None)
+    options.check_memory((100000, 100000), 'gram', 'float32', DEFAULT, '--size')
+
+
+def test_on_a_gpu_tensorflow_reports_its_own_out_of_memory(monkeypatch):
+    # Host memory says nothing about the GPU's; cli() reports TensorFlow's ResourceExhaustedError.
+    monkeypatch.setattr(options, 'available_memory_gb', lambda: 6.0)
+    monkeypatch.setattr(options.tf.config, 'list_physical_devices', lambda kind=None: ['GPU:0'])
+    options.check_memory((4096, 4096), 'gram', 'float32', DEFAULT, '--output-size')
