@@ -112,11 +112,16 @@ def parse_args(argv=None):
             args.configurations = expand_sweeps(args.sweep, passthrough)
         except ValueError as error:
             parser.error(str(error))
-        for _, extra in args.configurations:
-            # Every configuration must parse before the first one runs (its errors are one line).
+        for name, extra in args.configurations:
+            # Every configuration must parse, and its sizes suit its layers and the free memory,
+            # before the first one runs (its errors are one line).
             resolved = train.parse_args(['--image', args.image] + passthrough + extra)
             if resolved.mode != 'texture':
                 parser.error('sweeps compare textures: --content/--style runs cannot be scored against a source')
+            try:
+                train.texture_job(resolved)
+            except InputError as error:
+                parser.error(f"{name}: {error}")
         args.passthrough = passthrough
     return args
 

@@ -139,6 +139,8 @@ def test_sweep_runs_scores_and_resumes(tiny_weights_path, tmp_path, capsys):
     (['--image', 'texture1.jpg', '--sweep', 'colour=red'], 'not a train.py option'),
     (['--image', 'texture1.jpg', '--sweep', 'weighting=mean,median'], "invalid choice: 'median'"),
     (['--image', 'texture1.jpg', '--sweep', 'iterations=10,0'], '--iterations must be at least 1'),
+    (['--image', 'texture1.jpg', '--sweep', 'output-size=64|100000'], 'output-size=100000: an image of 100000x'),
+    (['--image', 'texture1.jpg', '--sweep', 'scales=0.5,1|0.02,1'], 'scales=0.02,1: the output at --scales 0.02'),
     (['texture1.jpg'], 'give --source with result images'),
 ])
 def test_compare_bad_input_is_one_line(tiny_weights_path, tmp_path, args, message):
