@@ -170,11 +170,13 @@ def available_memory_gb(meminfo='/proc/meminfo'):
     """Memory the kernel can give a new process (MemAvailable plus free swap), or None if unknown."""
     try:
         with open(meminfo) as handle:
-            fields = dict(line.split(':', 1) for line in handle if ':' in line)
-        return sum(int(fields[name].split()[0]) for name in ('MemAvailable', 'SwapFree') if name in fields) / 2**20 \
-            if 'MemAvailable' in fields else None
+            kilobytes = {name: int(value.split()[0]) for name, value in
+                         (line.split(':', 1) for line in handle if ':' in line)}
     except (OSError, ValueError):
         return None
+    if 'MemAvailable' not in kilobytes:  # kernels before 3.14
+        return None
+    return (kilobytes['MemAvailable'] + kilobytes.get('SwapFree', 0)) / 2**20
 
 
 def check_memory(output_shape, loss, precision, layers, option):

@@ -258,7 +258,8 @@ def texture_job(args):
     # Before loading the source: a huge --size would make a huge image at once.
     option = '--output-size' if args.output_shape else '--size'
     check_memory(output_shape, args.loss, args.precision, args.layer_weights, option)
-    check_memory(source_shape, args.loss, args.precision, args.layer_weights, '--size')
+    if source_shape != output_shape:
+        check_memory(source_shape, args.loss, args.precision, args.layer_weights, '--size')
     source = load_image(image_path, args.size)
     check_size(source.shape[:2], args.layer_weights, 'the source (after --size)')
     check_size(output_shape, args.layer_weights, '--output-size')

@@ -4,9 +4,9 @@ Images are float32 numpy arrays [H, W, 3], RGB in [0, 1]. Every write goes to
 a temporary name in the same folder and is then renamed, so a crash or Ctrl-C
 never leaves a half-written file under the real name.
 """
+import contextlib
 import csv
 import json
-import contextlib
 import os
 import signal
 import sys
