@@ -82,6 +82,12 @@ def measure(image, size, options, out, name):
             'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
+def texture_name(image):
+    """'../x/pebbles.jpg' or 'pebbles.jpg' -> 'pebbles': names files inside --out, so an image
+    given as a path never puts results beside the source."""
+    return os.path.splitext(os.path.basename(image))[0]
+
+
 def seconds_to(row, loss):
     """First time (setup included) a run's full-size loss reached `loss`, or None."""
     return next((seconds for seconds, value in row['curve'] if value <= loss), None)
@@ -138,7 +144,7 @@ def main():
     for size in args.sizes:
         for image in args.images:
             for variant, options in variants:
-                name = f"{os.path.splitext(image)[0]}-{size}-{variant}"
+                name = f"{texture_name(image)}-{size}-{variant}"
                 result = subprocess.run([sys.executable, __file__, '--out', args.out,
                                          '--one', image, str(size), options, name],
                                         capture_output=True, text=True)
@@ -165,7 +171,7 @@ def main():
         if row['variant'] != 'baseline':
             ratios.setdefault((row['variant'], row['size']), []).append(row['speedup'])
         fmt = lambda value, spec: '-' if value is None else format(value, spec)  # noqa: E731
-        print(f"{os.path.splitext(row['image'])[0]:<14}{row['size']:>5} {row['variant']:<10}{row['total_s']:>8.1f}"
+        print(f"{texture_name(row['image']):<14}{row['size']:>5} {row['variant']:<10}{row['total_s']:>8.1f}"
               f"{row['final_loss']:>12.3e}{fmt(reached, '.1f'):>10}{fmt(row['speedup'], '.2f'):>9}"
               f"{fmt(base_to_row, '.1f'):>14}{row['swd']:>8.3g}{row['layout']:>8.3f}"
               f"{row['layout_limit']:>7.3f}{row['peak_rss_mb']:>8}")
@@ -184,7 +190,7 @@ def main():
         utils.save_side_by_side([source] + [utils.load_image(r['result']) for r in group],
                                 ['source'] + [f"{r['variant']}: {r['total_s']:.0f} s, loss {r['final_loss']:.2e}"
                                               for r in group],
-                                os.path.join(args.out, f"{os.path.splitext(image)[0]}-{size}.png"))
+                                os.path.join(args.out, f"{texture_name(image)}-{size}.png"))
     with open(os.path.join(args.out, 'benchmark.json'), 'w') as handle:
         json.dump({'machine': {'cpus': os.cpu_count(), 'platform': platform.platform()},
                    'variants': dict(variants), 'rows': rows}, handle, indent=1)
