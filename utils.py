@@ -34,23 +34,27 @@ def find_image(name):
 
 def load_image(path, size=None):
     """Read an image as float RGB in [0, 1]; with `size`, scale its shorter side to `size`."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert('RGB')
-            if size:
-                image = resize_shorter_side(image, size)
-            return np.asarray(image, np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise InputError(f"cannot read {path} as an image ({error})") from None
+    with opened_image(path) as image:
+        image = image.convert('RGB')
+        if size:
+            image = resize_shorter_side(image, size)
+        return np.asarray(image, np.float32) / 255.0
 
 
 def image_shape(path, size=None):
     """(height, width) of load_image(path, size), from the file's header alone: sizes can be
     checked before a huge `size` makes a huge image."""
+    with opened_image(path) as image:
+        width, height = shorter_side_to(image.size, size) if size else image.size
+        return height, width
+
+
+@contextlib.contextmanager
+def opened_image(path):
+    """Image.open(path), with any failure to read or decode it as one InputError line."""
     try:
         with Image.open(path) as image:
-            width, height = shorter_side_to(image.size, size) if size else image.size
-            return height, width
+            yield image
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise InputError(f"cannot read {path} as an image ({error})") from None
 

@@ -40,6 +40,15 @@ def test_load_image_scales_the_shorter_side(tmp_path):
     np.testing.assert_allclose(image, 128 / 255, atol=1e-6)
 
 
+@pytest.mark.parametrize('read', [utils.load_image, utils.image_shape], ids=['load_image', 'image_shape'])
+def test_unreadable_images_are_one_input_error(tmp_path, read):
+    (tmp_path / 'notes.jpg').write_text('not an image')
+    with pytest.raises(utils.InputError, match='cannot read .*notes.jpg as an image'):
+        read(str(tmp_path / 'notes.jpg'))
+    with pytest.raises(utils.InputError, match='cannot read'):
+        read(str(tmp_path / 'missing.jpg'))
+
+
 def test_writes_are_atomic(tmp_path, monkeypatch):
     path = str(tmp_path / 'out.png')
     utils.save_image(np.zeros((4, 4, 3)), path)
