@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny VGG16 stand-in, real weights when present, TF graph mode."""
+import importlib
 import os
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+importlib.import_module('utils')  # first: it turns oneDNN on before TensorFlow loads, as for users
 import weights as vgg_weights  # noqa: E402
 from vgg16 import CONV_LAYERS  # noqa: E402
 

@@ -1,12 +1,16 @@
 """Images, starting points and safe writes."""
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import utils
 import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_initial_images_are_reproducible_and_valid():
@@ -112,3 +116,16 @@ def test_sigterm_raises_ctrl_c_inside_the_block_only():
         with utils.sigterm_as_ctrl_c():
             os.kill(os.getpid(), signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize('user_setting', [None, '0'])
+def test_onednn_is_on_unless_the_user_turned_it_off(user_setting):
+    # TensorFlow turns oneDNN on by itself only on AVX-512 VNNI/BF16 or AMX CPUs; utils turns it
+    # on everywhere else, before TensorFlow loads. TensorFlow logs the choice when it loads.
+    env = {key: value for key, value in os.environ.items() if key != 'TF_ENABLE_ONEDNN_OPTS'}
+    env['TF_CPP_MIN_LOG_LEVEL'] = '0'
+    if user_setting is not None:
+        env['TF_ENABLE_ONEDNN_OPTS'] = user_setting
+    loaded = subprocess.run([sys.executable, '-c', 'import utils, tensorflow'], cwd=ROOT, env=env,
+                            capture_output=True, text=True, check=True)
+    assert ('oneDNN custom operations are on' in loaded.stderr) == (user_setting is None)
