@@ -29,6 +29,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
+import utils  # noqa: F401  before TensorFlow: it turns oneDNN on where TensorFlow would not
 import tensorflow as tf
 
 from vgg16 import CONV_LAYERS, LAYER_NAMES

@@ -15,9 +15,9 @@ import sys
 
 import numpy as np
 import scipy
-import tensorflow as tf
 
-import utils
+import utils  # before TensorFlow: it turns oneDNN on where TensorFlow would not
+import tensorflow as tf
 import weights as vgg_weights
 from utils import InputError, quiet_stderr
 

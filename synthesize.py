@@ -18,6 +18,7 @@ import dataclasses
 import functools
 
 import numpy as np
+import utils  # noqa: F401  before TensorFlow: it turns oneDNN on where TensorFlow would not
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 from threadpoolctl import threadpool_limits

@@ -18,7 +18,7 @@ IMAGES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'images')
 # oneDNN's CPU kernels: TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI/BF16
 # or AMX. On an AVX2-only CPU, like most laptops', VGG16's forward and backward pass ran
 # 1.3-1.5x faster with them (README, Speed). TensorFlow reads this once, when it loads, so it
-# is set here: every entry point imports utils before TensorFlow. A value the user set wins.
+# is set here, and every module that loads TensorFlow imports utils first. A value the user set wins.
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 

@@ -9,6 +9,7 @@ layers: textures need feature maps, and without them any input size works).
 Where the numbers come from is `weights.py`'s job.
 """
 import numpy as np
+import utils  # noqa: F401  before TensorFlow: it turns oneDNN on where TensorFlow would not
 import tensorflow as tf
 
 # (name, output channels) in network order; a None width marks a pooling layer.
