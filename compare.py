@@ -289,7 +289,7 @@ def run_status(run_dir):
         return None
 
 
-def run_sweep(args, network_weights):
+def run_sweep(args, network_weights, stop=None):
     base = ['--image', args.image] + args.passthrough
     stem = os.path.splitext(os.path.basename(args.image))[0]
     folder = folder_for(args, f'{stem}-sweep-{digest(base, args.sweep)}')
@@ -297,6 +297,9 @@ def run_sweep(args, network_weights):
     total, started, ran, interrupted = len(args.configurations), time.time(), 0, False
     print(f"sweep of {total} configurations in {folder}", file=sys.stderr)
     for index, (name, extra) in enumerate(args.configurations, 1):
+        if stop is not None and stop.is_set():  # between two runs: the next one would stop after a step
+            interrupted = True
+            break
         run_dir = os.path.join(runs_dir, name)
         prefix = f"[{index}/{total}] {name}"
         if run_status(run_dir) in DONE and os.path.isfile(os.path.join(run_dir, 'result.png')):
@@ -308,7 +311,7 @@ def run_sweep(args, network_weights):
         remaining = (f", about {elapsed / ran * (total - index + 1) / 60:.1f} min left" if ran else '')
         print(f"{prefix}: running ({elapsed / 60:.1f} min into the sweep{remaining})", file=sys.stderr)
         try:
-            code = train.main(base + extra + ['--out', runs_dir, '--name', name])
+            code = train.main(base + extra + ['--out', runs_dir, '--name', name], stop)
         except InputError as error:
             print(f"{prefix}: error: {error}", file=sys.stderr)
             continue
@@ -370,22 +373,23 @@ def cached_scores(network_weights, rows, pairs):
     return cached
 
 
-def main(argv=None):
+def main(argv=None, stop=None):
     args = parse_args(argv)
     weights_path = vgg_weights.resolve_weights_path(args.weights, log=lambda m: print(m, file=sys.stderr))
     network_weights = vgg_weights.load_weights(weights_path)
     if args.source is not None:
         folder, interrupted = score_images(args, network_weights), False
     else:
-        folder, interrupted = run_sweep(args, network_weights)
+        folder, interrupted = run_sweep(args, network_weights, stop)
     print(f"report: {os.path.join(folder, 'report.html')}", file=sys.stderr)
     return 130 if interrupted else 0
 
 
 def cli(argv=None):
+    utils.report_crashes()
     try:
-        with utils.sigterm_as_ctrl_c():
-            return main(argv)
+        with utils.stop_requests() as stop:
+            return main(argv, stop)
     except (InputError, vgg_weights.WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
     except KeyboardInterrupt:

@@ -332,7 +332,8 @@ def starting_image(init, job, preserve_colors=False):
     return colour.grey(colour.luminance(start)) if preserve_colors else start
 
 
-def main(argv=None):
+def main(argv=None, stop=None):
+    """One run; `stop` (a threading.Event, utils.stop_requests) ends it after the current step."""
     args = parse_args(argv)
     job = texture_job(args) if args.mode == 'texture' else style_job(args)
     start = starting_image(args.init, job, args.preserve_colors)
@@ -368,6 +369,8 @@ def main(argv=None):
             bar.set_postfix(loss=f"{step_losses['total']:.3e}", refresh=False)
             if args.save_every and step and step % args.save_every == 0:
                 runs.save_step(run_dir, step, job.to_rgb(image), history)
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt  # between steps, where stopping is safe
     except KeyboardInterrupt:
         status = 'interrupted'
     except Exception as error:  # keep what was made, then let cli() report the error
@@ -394,9 +397,10 @@ def kept_image(job, image):
 
 def cli(argv=None):
     """main() with every expected failure turned into one line and an exit code."""
+    utils.report_crashes()
     try:
-        with utils.sigterm_as_ctrl_c():
-            return main(argv)
+        with utils.stop_requests() as stop:
+            return main(argv, stop)
     except (InputError, vgg_weights.WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
     except tf.errors.ResourceExhaustedError:

@@ -6,10 +6,12 @@ never leaves a half-written file under the real name.
 """
 import contextlib
 import csv
+import faulthandler
 import json
 import os
 import signal
 import sys
+import threading
 
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
@@ -209,25 +211,47 @@ def save_loss_plot(history, columns, path):
     return path
 
 
-@contextlib.contextmanager
-def sigterm_as_ctrl_c():
-    """Within this block SIGTERM raises KeyboardInterrupt, so a run stopped by `kill` or by
-    a batch scheduler's time limit (SLURM sends SIGTERM first) saves its work as Ctrl-C does.
+def report_crashes():
+    """A crash inside TensorFlow's C++ code then still prints the Python lines it came from."""
+    if not faulthandler.is_enabled() and sys.__stderr__ is not None:  # pytest and -X faulthandler have it on
+        faulthandler.enable(file=sys.__stderr__)
 
-    Python only sees the signal between TensorFlow calls, so at worst after the current
-    evaluation. Outside the main thread (where handlers cannot be set) it does nothing.
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; `kill`, or a batch scheduler's time limit
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Within this block Ctrl-C and SIGTERM ask the run to stop; yields a threading.Event they set.
+
+    The run checks the event between steps and then stops as if interrupted, saving its work.
+    Python's default Ctrl-C raises KeyboardInterrupt at whatever bytecode is running, inside
+    TensorFlow's own Python code too; a run stopped that way in CI once died of a segmentation
+    fault before saving anything. A second signal still raises at once, for a
+    step that takes too long. SIGTERM is what SLURM sends at its time limit. Outside the main
+    thread (where handlers cannot be set) the event is never set.
     """
+    requested = threading.Event()
+
     def stop(signum, frame):
-        raise KeyboardInterrupt
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        # os.write, not print: a print here, while the loop is inside sys.stderr.write (the
+        # progress bar), would raise "reentrant call" at that point in the loop.
+        with contextlib.suppress(OSError):
+            os.write(2, b"stopping after this step and saving (Ctrl-C again to stop now)\n")
+
     try:
-        previous = signal.signal(signal.SIGTERM, stop)
+        previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
     except ValueError:  # not the main thread
-        yield
+        yield requested
         return
     try:
-        yield
+        yield requested
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 class quiet_stderr:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -171,6 +172,7 @@ def test_ctrl_c_keeps_the_image_and_history(stop, small_texture, tiny_weights_pa
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert 'Traceback' not in err
+    assert 'stopping after this step' in err
     run = only_run_dir(out)
     config = json.load(open(os.path.join(run, 'config.json')))
     assert config['status'] == 'interrupted' and config['iterations_done'] > 0
@@ -178,6 +180,19 @@ def test_ctrl_c_keeps_the_image_and_history(stop, small_texture, tiny_weights_pa
     with open(os.path.join(run, 'history.csv')) as handle:
         assert len(list(csv.DictReader(handle))) == config['iterations_done'] + 1
     assert not glob.glob(os.path.join(run, '**', '*.tmp'), recursive=True)
+
+
+def test_a_stop_request_ends_the_run_after_the_current_step(small_texture, tiny_weights_path, tmp_path):
+    # What the signal handler of utils.stop_requests sets: here before the first step
+    stop = threading.Event()
+    stop.set()
+    out = str(tmp_path / 'runs')
+    code = train.main(['--image', small_texture, '--size', '32', '--iterations', '50', '--weights',
+                       tiny_weights_path, '--out', out, '--layers', 'conv1_1,pool1'], stop)
+    assert code == 130
+    config = json.load(open(os.path.join(only_run_dir(out), 'config.json')))
+    assert config['status'] == 'interrupted' and config['iterations_done'] == 0
+    assert os.path.isfile(os.path.join(only_run_dir(out), 'result.png'))
 
 
 def test_help_shows_defaults():

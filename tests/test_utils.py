@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -109,13 +110,38 @@ def test_wrapped_resize_keeps_a_tile_seamless():
     assert np.allclose(wrapped[8:-8, 8:-8], plain[8:-8, 8:-8], atol=1e-5)
 
 
-def test_sigterm_raises_ctrl_c_inside_the_block_only():
+@pytest.mark.parametrize('stop', [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_asks_first_and_raises_on_the_second(stop, capfd):
     # Python runs the handler right after os.kill returns, inside the block
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt):
-        with utils.sigterm_as_ctrl_c():
-            os.kill(os.getpid(), signal.SIGTERM)
-    assert signal.getsignal(signal.SIGTERM) is before
+    before = {number: signal.getsignal(number) for number in utils.STOP_SIGNALS}
+    with utils.stop_requests() as requested:
+        assert not requested.is_set()
+        os.kill(os.getpid(), stop)
+        assert requested.is_set()  # and no exception: the run stops at its next step
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), stop)
+    assert {number: signal.getsignal(number) for number in utils.STOP_SIGNALS} == before
+    assert 'Ctrl-C again' in capfd.readouterr().err
+
+
+def test_a_crash_prints_the_python_lines_it_came_from():
+    # faulthandler._sigsegv() crashes the way a fault in TensorFlow's C++ code would
+    code = 'import utils, faulthandler; utils.report_crashes(); faulthandler._sigsegv()'
+    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == -signal.SIGSEGV
+    assert 'Segmentation fault' in result.stderr and '<string>", line 1' in result.stderr
+
+
+def test_stop_requests_outside_the_main_thread_never_stop():
+    seen = []
+
+    def worker():
+        with utils.stop_requests() as requested:
+            seen.append(requested.is_set())
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [False]
 
 
 @pytest.mark.parametrize('module, user_setting', [('utils', None), ('utils', '0'), ('vgg16', None),
