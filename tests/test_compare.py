@@ -3,6 +3,7 @@ import csv
 import json
 import os
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -130,6 +131,24 @@ def test_sweep_runs_scores_and_resumes(tiny_weights_path, tmp_path, capsys):
         assert os.path.getmtime(os.path.join(folder, 'runs', name, 'result.png')) == first[name]
     with open(os.path.join(folder, 'scores.csv')) as handle:
         assert sorted(row['name'] for row in csv.DictReader(handle)) == names
+
+
+def test_a_stop_request_between_runs_ends_the_sweep_with_a_report(tiny_weights_path, tmp_path, monkeypatch,
+                                                                  capsys):
+    # Ctrl-C arriving while the first configuration saves: the sweep stops before the second
+    stop, train_main = threading.Event(), compare.train.main
+
+    def first_then_stop(argv, stop_request):
+        code = train_main(argv, stop_request)
+        stop.set()
+        return code
+    monkeypatch.setattr(compare.train, 'main', first_then_stop)
+    out = str(tmp_path / 'reports')
+    assert compare.main(sweep_args(out, tiny_weights_path), stop) == 130
+    folder = os.path.join(out, 'sweep')
+    assert os.listdir(os.path.join(folder, 'runs')) == ['weighting=mean_pooling=avg']
+    with open(os.path.join(folder, 'scores.csv')) as handle:
+        assert [row['name'] for row in csv.DictReader(handle)] == ['weighting=mean_pooling=avg']
 
 
 @pytest.mark.parametrize('args, message', [
