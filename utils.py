@@ -227,9 +227,9 @@ def stop_requests():
     The run checks the event between steps and then stops as if interrupted, saving its work.
     Python's default Ctrl-C raises KeyboardInterrupt at whatever bytecode is running, inside
     TensorFlow's own Python code too; a run stopped that way in CI once died of a segmentation
-    fault before saving anything. A second signal still raises at once, for a
-    step that takes too long. SIGTERM is what SLURM sends at its time limit. Outside the main
-    thread (where handlers cannot be set) the event is never set.
+    fault before saving anything. A second signal still raises at once, for a step that takes
+    too long. SIGTERM is what SLURM sends at its time limit. Outside the main thread (where
+    handlers cannot be set) the event is never set.
     """
     requested = threading.Event()
 
