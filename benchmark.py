@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 
+import utils
 from utils import quiet_stderr
 
 IMAGES = ('texture1.jpg', 'texture2.jpg', 'texture3.jpg', 'texture4.jpg')
@@ -38,7 +39,6 @@ def measure(image, size, options, out, name):
         import synthesize
         import tensorflow as tf
         import train
-        import utils
         import weights as vgg_weights
     args = train.parse_args(['--image', image, '--size', str(size)] + shlex.split(options))
     job = train.texture_job(args)
@@ -106,7 +106,6 @@ def score_rows(rows):
     with quiet_stderr():
         import compare
         import scores
-        import utils
         import weights as vgg_weights
     network_weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
     sources = {}
@@ -122,40 +121,48 @@ def score_rows(rows):
     return sources
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--images', nargs='+', default=list(IMAGES), help='(default: %(default)s)')
-    parser.add_argument('--sizes', type=int, nargs='+', default=list(SIZES), help='(default: %(default)s)')
-    parser.add_argument('--variant', action='append', default=None, metavar='NAME=OPTIONS',
-                        help='train.py options to compare with the baseline (default: "default=", '
-                             "train.py's defaults)")
-    parser.add_argument('--out', default=OUT, help='(default: %(default)s)')
-    parser.add_argument('--one', nargs=4, help=argparse.SUPPRESS)  # child: image size options name
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    if args.one:
-        image, size, options, name = args.one
-        print(json.dumps(measure(image, int(size), options, args.out, name)))
-        return
-    variants = [('baseline', BASELINE)] + [tuple(v.split('=', 1)) for v in (args.variant or ['default='])]
+def run_one(image, size, options, name, out):
+    """measure() in a child process (its peak memory is its own); the row, or exits with its error.
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}", flush=True)
+    The child has its own session, so a Ctrl-C at the terminal reaches only this process,
+    which lets the child finish its run (run_all); a second Ctrl-C kills it.
+    """
+    result = subprocess.run([sys.executable, __file__, '--out', out, '--one', image, str(size), options, name],
+                            capture_output=True, text=True, start_new_session=True)
+    if result.returncode != 0:
+        last_line = (result.stderr.strip().splitlines() or ['no error message'])[-1]
+        sys.exit(f"error: {name} failed: {last_line}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_all(images, sizes, variants, out):
+    """Every (size, image, variant) run in turn: (rows, interrupted).
+
+    The first Ctrl-C (or SIGTERM) lets the current run finish and reports the finished ones,
+    so a long benchmark stopped halfway keeps what it measured; a second one also drops the
+    current run.
+    """
     rows = []
-    for size in args.sizes:
-        for image in args.images:
-            for variant, options in variants:
-                name = f"{texture_name(image)}-{size}-{variant}"
-                result = subprocess.run([sys.executable, __file__, '--out', args.out,
-                                         '--one', image, str(size), options, name],
-                                        capture_output=True, text=True)
-                if result.returncode != 0:
-                    sys.exit(f"error: {name} failed: {result.stderr.strip().splitlines()[-1:]}")
-                row = json.loads(result.stdout.strip().splitlines()[-1])
-                row['variant'] = variant
-                rows.append(row)
-                print(f"  {name}: {row['total_s']:.1f} s, loss {row['final_loss']:.3e}", flush=True)
-    sources = score_rows(rows)
+    try:
+        with utils.stop_requests(after='this run') as stop:
+            for size in sizes:
+                for image in images:
+                    for variant, options in variants:
+                        if stop.is_set():
+                            raise KeyboardInterrupt
+                        name = f"{texture_name(image)}-{size}-{variant}"
+                        row = {**run_one(image, size, options, name, out), 'variant': variant}
+                        rows.append(row)
+                        print(f"  {name}: {row['total_s']:.1f} s, loss {row['final_loss']:.3e}", flush=True)
+    except KeyboardInterrupt:
+        print(f"interrupted: reporting the {len(rows)} finished runs", file=sys.stderr)
+        return rows, True
+    return rows, False
 
+
+def report(rows, variants, out):
+    """Print the table, write benchmark.json and one side-by-side PNG per texture and size."""
+    sources = score_rows(rows)
     print(f"\n{'texture':<14}{'size':>5} {'variant':<10}{'total s':>8}{'final loss':>12}{'s to base':>10}"
           f"{'speedup':>9}{'base s to its':>14}{'swd':>8}{'layout':>8}{'limit':>7}{'peak MB':>8}")
     ratios = {}
@@ -183,19 +190,43 @@ def main():
               f"{', '.join('-' if v is None else f'{v:.2f}x' for v in values)}; median "
               f"{'-' if median is None else f'{median:.2f}x'} (a texture that never gets there counts as slowest)")
 
-    with quiet_stderr():
-        import utils
     for (image, size), source in sources.items():
         group = [r for r in rows if r['image'] == image and r['size'] == size]
         utils.save_side_by_side([source] + [utils.load_image(r['result']) for r in group],
                                 ['source'] + [f"{r['variant']}: {r['total_s']:.0f} s, loss {r['final_loss']:.2e}"
                                               for r in group],
-                                os.path.join(args.out, f"{texture_name(image)}-{size}.png"))
-    with open(os.path.join(args.out, 'benchmark.json'), 'w') as handle:
-        json.dump({'machine': {'cpus': os.cpu_count(), 'platform': platform.platform()},
-                   'variants': dict(variants), 'rows': rows}, handle, indent=1)
-    print(f"figures and images in {args.out}/")
+                                os.path.join(out, f"{texture_name(image)}-{size}.png"))
+    utils.save_json({'machine': {'cpus': os.cpu_count(), 'platform': platform.platform()},
+                     'variants': dict(variants), 'rows': rows}, os.path.join(out, 'benchmark.json'))
+    print(f"figures and images in {out}/")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--images', nargs='+', default=list(IMAGES), help='(default: %(default)s)')
+    parser.add_argument('--sizes', type=int, nargs='+', default=list(SIZES), help='(default: %(default)s)')
+    parser.add_argument('--variant', action='append', default=None, metavar='NAME=OPTIONS',
+                        help='train.py options to compare with the baseline (default: "default=", '
+                             "train.py's defaults)")
+    parser.add_argument('--out', default=OUT, help='(default: %(default)s)')
+    parser.add_argument('--one', nargs=4, help=argparse.SUPPRESS)  # child: image size options name
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    if args.one:
+        image, size, options, name = args.one
+        print(json.dumps(measure(image, int(size), options, args.out, name)))
+        return 0
+    variants = [('baseline', BASELINE)] + [tuple(v.split('=', 1)) for v in (args.variant or ['default='])]
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}", flush=True)
+    rows, interrupted = run_all(args.images, args.sizes, variants, args.out)
+    # A texture whose baseline never finished has nothing to be compared with.
+    rows = [row for row in rows if any(r['variant'] == 'baseline' and (r['image'], r['size']) == (row['image'], row['size'])
+                                       for r in rows)]
+    if rows:
+        report(rows, variants, args.out)
+    return 130 if interrupted else 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -221,7 +221,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; `kill`, or a batch sch
 
 
 @contextlib.contextmanager
-def stop_requests():
+def stop_requests(after='this step'):
     """Within this block Ctrl-C and SIGTERM ask the run to stop; yields a threading.Event they set.
 
     The run checks the event between steps and then stops as if interrupted, saving its work.
@@ -232,6 +232,8 @@ def stop_requests():
     handlers cannot be set) the event is never set.
     """
     requested = threading.Event()
+    message = f"stopping after {after} and saving (Ctrl-C again to stop now)\n".encode()
+    terminal = os.dup(2)  # fd 2 itself may be in quiet_stderr's capture file when the signal comes
 
     def stop(signum, frame):
         if requested.is_set():
@@ -240,18 +242,18 @@ def stop_requests():
         # os.write, not print: a print here, while the loop is inside sys.stderr.write (the
         # progress bar), would raise "reentrant call" at that point in the loop.
         with contextlib.suppress(OSError):
-            os.write(2, b"stopping after this step and saving (Ctrl-C again to stop now)\n")
+            os.write(terminal, message)
 
     try:
         previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
     except ValueError:  # not the main thread
-        yield requested
-        return
+        previous = {}
     try:
         yield requested
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        os.close(terminal)
 
 
 class quiet_stderr:

@@ -124,6 +124,16 @@ def test_a_stop_signal_asks_first_and_raises_on_the_second(stop, capfd):
     assert 'Ctrl-C again' in capfd.readouterr().err
 
 
+def test_the_stop_line_is_seen_while_stderr_is_captured(capfd):
+    # A Ctrl-C during a run's first step comes while quiet_stderr holds fd 2 (TensorFlow's logs);
+    # the line used to go into that capture file and was thrown away with it.
+    with utils.stop_requests(after='this run') as requested:
+        with utils.quiet_stderr():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert requested.is_set()
+    assert 'stopping after this run' in capfd.readouterr().err
+
+
 def test_a_crash_prints_the_python_lines_it_came_from():
     # faulthandler._sigsegv() crashes the way a fault in TensorFlow's C++ code would
     code = 'import utils, faulthandler; utils.report_crashes(); faulthandler._sigsegv()'
