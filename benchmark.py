@@ -229,4 +229,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while scoring, after the runs: nothing is written
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
