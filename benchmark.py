@@ -23,7 +23,6 @@ import sys
 import time
 
 import utils
-from utils import quiet_stderr
 
 IMAGES = ('texture1.jpg', 'texture2.jpg', 'texture3.jpg', 'texture4.jpg')
 SIZES = (256,)
@@ -35,7 +34,7 @@ OUT = 'bench_out'
 
 def measure(image, size, options, out, name):
     """One run in this process: [(seconds, baseline-objective loss)] for its full-size steps, and more."""
-    with quiet_stderr():
+    with utils.quiet_stderr():
         import synthesize
         import tensorflow as tf
         import train
@@ -55,7 +54,7 @@ def measure(image, size, options, out, name):
                                  source.shape[:2])
     started, evaluating = time.perf_counter(), 0.0
     curve, setup = [], None
-    with quiet_stderr():
+    with utils.quiet_stderr():
         steps = synthesize.synthesize(network_weights, job.objective, job.output_shape, args.pooling,
                                       args.optimizer, args.iterations, args.seed, args.init, None,
                                       args.scales, args.precision, args.tileable)
@@ -103,7 +102,7 @@ def median_speedup(values):
 def score_rows(rows):
     """Sliced-Wasserstein and layout scores of every result against its source, and the layout
     score's limit for that texture (scores.layout_limit: chance level for arrangement-free samples)."""
-    with quiet_stderr():
+    with utils.quiet_stderr():
         import compare
         import scores
         import weights as vgg_weights
@@ -155,7 +154,6 @@ def run_all(images, sizes, variants, out):
                         rows.append(row)
                         print(f"  {name}: {row['total_s']:.1f} s, loss {row['final_loss']:.3e}", flush=True)
     except KeyboardInterrupt:
-        print(f"interrupted: reporting the {len(rows)} finished runs", file=sys.stderr)
         return rows, True
     return rows, False
 
@@ -223,6 +221,8 @@ def main(argv=None):
     # A texture whose baseline never finished has nothing to be compared with.
     rows = [row for row in rows if any(r['variant'] == 'baseline' and (r['image'], r['size']) == (row['image'], row['size'])
                                        for r in rows)]
+    if interrupted:
+        print(f"interrupted: reporting the {len(rows)} finished runs", file=sys.stderr)
     if rows:
         report(rows, variants, args.out)
     return 130 if interrupted else 0
