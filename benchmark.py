@@ -104,7 +104,6 @@ def score_rows(rows):
     score's limit for that texture (scores.layout_limit: chance level for arrangement-free samples)."""
     with utils.quiet_stderr():
         import compare
-        import scores
         import weights as vgg_weights
     network_weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
     sources = {}
@@ -114,9 +113,8 @@ def score_rows(rows):
         if key not in sources:
             sources[key] = utils.load_image(utils.find_image(row['image']), row['size'])
         pairs.append((utils.load_image(row['result']), sources[key]))
-    for row, (result, source), row_scores in zip(rows, pairs, compare.score_all(network_weights, pairs)):
-        row.update(swd=row_scores['swd'], layout=row_scores['layout'],
-                   layout_limit=scores.layout_limit(source, result.shape[:2]))
+    for row, row_scores in zip(rows, compare.score_all(network_weights, pairs)):
+        row.update(swd=row_scores['swd'], layout=row_scores['layout'], layout_limit=row_scores['layout_limit'])
     return sources
 
 

@@ -43,9 +43,15 @@ def gram_distance(result_features, source_features):
 
 
 def quantiles(values, count=QUANTILES):
-    """Quantiles of each column of [M, K] at `count` evenly spaced levels -> [count, K]."""
+    """Quantiles of each column of [M, K] at `count` evenly spaced levels -> [count, K].
+
+    The empirical quantile function (np.quantile's 'inverted_cdf': the smallest value whose
+    share of values at or below it reaches the level), read off one sort: np.quantile
+    partitions once per level, 7x slower for conv1_1's 65536 x 64 projections.
+    """
     levels = (np.arange(count) + 0.5) / count
-    return np.quantile(values, levels, axis=0, method='inverted_cdf')  # the empirical quantile function
+    ranks = np.clip(np.ceil(len(values) * levels).astype(int) - 1, 0, len(values) - 1)
+    return np.sort(values, axis=0)[ranks]
 
 
 def sliced_wasserstein(result_features, source_features, projections=None, seed=PROJECTION_SEED):

@@ -38,6 +38,18 @@ def test_sliced_wasserstein_matches_a_plain_reference():
         scores.QUANTILES = old
 
 
+@pytest.mark.parametrize('positions', [1, 2, 7, 300, 1024, 3000])
+@pytest.mark.parametrize('count', [1, 3, 10, 1024])
+def test_quantiles_are_numpys_empirical_quantile_function(positions, count):
+    """One sort gives what np.quantile(method='inverted_cdf') gives, ties and all, for any number of
+    positions (more or fewer than quantiles, multiples of their count or not)."""
+    values = RNG.normal(size=(positions, 4))
+    values[:positions // 3] = np.round(values[:positions // 3])  # ties
+    levels = (np.arange(count) + 0.5) / count
+    expected = np.quantile(values, levels, axis=0, method='inverted_cdf')
+    assert np.array_equal(scores.quantiles(values, count), expected)
+
+
 def test_sliced_wasserstein_properties():
     features = RNG.normal(size=(20, 20, 8))
     assert scores.sliced_wasserstein(features, features) == 0
