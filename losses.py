@@ -210,9 +210,10 @@ def quantile_targets(sorted_rows, count, blend=None):
 
 
 def sliced_wasserstein_loss_for_layer(noise_features, targets, directions, host_sort=None):
-    """mean((sort(F d_k) - target quantiles_k)^2) over the K directions and the M positions.
+    """mean((sort(F d_k) - target quantiles_k)^2) over the K directions and the M positions,
+    and over the batch: each image's own distribution is matched, not the batch's pooled one.
 
-    noise_features [1, H, W, N]; directions [N, K] (numpy, fixed: L-BFGS needs
+    noise_features [batch, H, W, N]; directions [N, K] (numpy, fixed: L-BFGS needs
     one objective); targets [K, M] from `quantile_targets`. Heitz et al. 2021.
 
     host_sort (default: when TensorFlow sees no GPU) sorts in numpy instead of with
@@ -222,8 +223,12 @@ def sliced_wasserstein_loss_for_layer(noise_features, targets, directions, host_
     and gradient as the sorted form.
     """
     features = at_least_float32(noise_features)
-    flat = tf.reshape(features, [-1, features.shape[-1]])                     # [M, N]
-    projected = tf.transpose(tf.matmul(flat, tf.constant(directions, features.dtype)))  # [K, M]
+    shape = tf.shape(features)
+    channels = features.shape[-1]
+    flat = tf.reshape(features, [-1, channels])                               # [batch * M, N]
+    projected = tf.matmul(flat, tf.constant(directions, features.dtype))      # [batch * M, K]
+    projected = tf.transpose(tf.reshape(projected, tf.stack([shape[0], shape[1] * shape[2], directions.shape[1]])),
+                             [0, 2, 1])                                       # [batch, K, M]
     if host_sort is None:
         host_sort = not tf.config.list_physical_devices('GPU')
     if host_sort:
@@ -238,8 +243,8 @@ def sliced_wasserstein_loss_for_layer(noise_features, targets, directions, host_
 
 
 def targets_by_rank(values, sorted_targets):
-    """numpy [K, M] values, [K, M] rows sorted ascending -> [K, M]: at each value's place, the
-    target of its rank in its row (the smallest value gets the smallest target, ...)."""
+    """numpy [..., K, M] values, [K, M] rows sorted ascending -> [..., K, M]: at each value's place,
+    the target of its rank in its row (the smallest value gets the smallest target, ...)."""
     paired = np.empty_like(values)
     np.put_along_axis(paired, np.argsort(values, axis=-1), sorted_targets.astype(values.dtype, copy=False), axis=-1)
     return paired

@@ -95,6 +95,95 @@ def blended_grams(grams_per_image, blend):
             for layer in grams_per_image[0]}
 
 
+def source_statistics(session, shared, objective, pooling='avg', tileable=False):
+    """What the objective's losses compare with: the style images' Grams (and, for the SWD,
+    feature maps) and the content image's features, as numpy, one forward pass per image.
+
+    `shared` is vgg16.weight_tensors up to the objective's deepest layer, in `session`'s graph.
+    """
+    style_layers = list(objective.layer_weights)
+    content_layers = list(objective.content_layers or {}) if objective.is_style_transfer else []
+    deepest = vgg16.deepest(style_layers + content_layers)
+    # The images are fed, not made graph constants: grappler would then constant-fold the whole
+    # network on its first run (0.5 s per graph at 256 px).
+    source = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3], 'source')
+    # Tileable: the result has no border, so the source's statistics must not have one either.
+    # Zero padding gives them features of a grey frame, which a tileable result imitates
+    # with grey smears; circular padding gives them the source's own seam, which it
+    # imitates with straight lines. A mirror has neither (README, --tileable).
+    model = vgg16.Vgg16(shared, pooling, padding='reflect' if tileable else 'zero').build(source, deepest)
+    # Gram losses need only the Grams, a fraction of the data to fetch; the SWD needs whole maps.
+    wanted = {'grams': {layer: losses.gram_matrix(getattr(model, layer))[0] for layer in style_layers}}
+    if objective.loss != 'gram':
+        wanted['features'] = {layer: getattr(model, layer)[0] for layer in style_layers}
+    statistics = [session.run(wanted, {source: image[None]}) for image in objective.style_images]
+    content_features = None
+    if content_layers:
+        content_features = session.run({layer: getattr(model, layer) for layer in content_layers},
+                                       {source: objective.content_image[None]})
+    return {'grams': blended_grams([stats['grams'] for stats in statistics], objective.style_blend),
+            'style_features': [stats.get('features') for stats in statistics],
+            'content_features': content_features}
+
+
+def objective_losses(shared, objective, statistics, pixels, pooling='avg', precision='float32', tileable=False):
+    """(total, {name: loss}, model) of `objective` for `pixels`: [batch, H, W, 3] in [0, 1],
+    every loss a mean over the batch; `model` is the Vgg16 built on `pixels`.
+
+    The one copy of the objective: the pixel optimisation (Graph) and the feed-forward
+    generator (feedforward.py) both build it. `statistics` come from source_statistics.
+    """
+    style_layers = list(objective.layer_weights)
+    content_layers = dict(objective.content_layers or {}) if objective.is_style_transfer else {}
+    deepest = vgg16.deepest(style_layers + list(content_layers))
+    # Source statistics stay float32; only the optimised images' network may run in bfloat16.
+    model = vgg16.Vgg16(shared, pooling, precision, 'circular' if tileable else 'zero').build(pixels, deepest)
+    # The Gram losses sum over the batch; a mean keeps every loss the same number at any batch size.
+    batch = tf.cast(tf.shape(pixels)[0], tf.float32)
+    named = {'total': None}
+    style, per_layer = 0.0, {}
+    if objective.loss in ('gram', 'gram+swd'):
+        per_layer = {layer: losses.get_l2_gram_loss_for_layer(model, statistics['grams'], layer) / batch
+                     for layer in style_layers}
+        style = tf.add_n([weight * per_layer[layer] for layer, weight in objective.layer_weights.items()])
+    if objective.loss in ('swd', 'gram+swd'):
+        swd, swd_per_layer = _swd(model, statistics['style_features'], objective)
+        per_layer.update({f'swd_{layer}': loss for layer, loss in swd_per_layer.items()})
+        named['swd'] = swd
+        style = style + (swd if objective.loss == 'swd' else (objective.swd_weight or SWD_WEIGHT) * swd)
+    terms = [objective.style_weight * style]
+    if objective.is_style_transfer:
+        content_per_layer = {layer: losses.content_loss_for_layer(
+            getattr(model, layer), statistics['content_features'][layer]) for layer in content_layers}
+        content = tf.add_n([weight * content_per_layer[layer] for layer, weight in content_layers.items()])
+        tv = losses.total_variation_loss(pixels)
+        terms += [objective.content_weight * content, objective.tv_weight * tv]
+        named.update(style=style, content=content, tv=tv)
+        if len(content_layers) > 1:
+            named.update({f'content_{layer}': loss for layer, loss in content_per_layer.items()})
+    total = tf.add_n(terms)
+    named.update(total=total, **per_layer)
+    return total, named, model
+
+
+def _swd(model, style_features, objective):
+    """(weighted SWD, {layer: SWD}) of `model`'s features against the blended style feature distributions."""
+    rng = np.random.default_rng(SWD_SEED)
+    per_layer = {}
+    for layer in objective.layer_weights:
+        features = getattr(model, layer)
+        channels = features.shape[-1]
+        directions = rng.normal(size=(channels, channels))  # as many directions as channels
+        directions /= np.linalg.norm(directions, axis=0, keepdims=True)
+        positions = int(np.prod(features.shape[1:3]))
+        targets = losses.quantile_targets(
+            [losses.sorted_projections(source[layer], directions) for source in style_features],
+            positions, objective.style_blend)
+        per_layer[layer] = losses.sliced_wasserstein_loss_for_layer(features, targets, directions)
+    total = tf.add_n([weight * per_layer[layer] for layer, weight in objective.layer_weights.items()])
+    return total, per_layer
+
+
 class Graph:
     """The synthesis graph: one image variable, its losses and their gradient."""
 
@@ -102,33 +191,11 @@ class Graph:
                  tileable=False):
         self.graph = tf.Graph()
         self.precision = precision
-        style_layers = list(objective.layer_weights)
-        content_layers = dict(objective.content_layers or {}) if objective.is_style_transfer else {}
-        deepest = vgg16.deepest(style_layers + list(content_layers))
+        content_layers = list(objective.content_layers or {}) if objective.is_style_transfer else []
         with self.graph.as_default():
-            shared = vgg16.weight_tensors(weights, up_to=deepest)
+            shared = vgg16.weight_tensors(weights, up_to=vgg16.deepest(list(objective.layer_weights) + content_layers))
             self.session = tf.compat.v1.Session(graph=self.graph, config=session_config())
-            # Source statistics: one forward pass per image now, constants afterwards. The images are
-            # fed, not made graph constants: grappler would then constant-fold the whole network
-            # on its first run (0.5 s per graph at 256 px).
-            source = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3], 'source')
-            # Tileable: the result has no border, so the source's statistics must not have one either.
-            # Zero padding gives them features of a grey frame, which a tileable result imitates
-            # with grey smears; circular padding gives them the source's own seam, which it
-            # imitates with straight lines. A mirror has neither (README, --tileable).
-            source_model = vgg16.Vgg16(shared, pooling, padding='reflect' if tileable else 'zero').build(
-                source, deepest)
-            # Gram losses need only the Grams, a fraction of the data to fetch; the SWD needs whole maps.
-            wanted = {'grams': {layer: losses.gram_matrix(getattr(source_model, layer))[0] for layer in style_layers}}
-            if objective.loss != 'gram':
-                wanted['features'] = {layer: getattr(source_model, layer)[0] for layer in style_layers}
-            statistics = [self.session.run(wanted, {source: image[None]}) for image in objective.style_images]
-            target_grams = blended_grams([stats['grams'] for stats in statistics], objective.style_blend)
-            style_features = [stats.get('features') for stats in statistics]
-            if content_layers:
-                content_features = self.session.run({layer: getattr(source_model, layer) for layer in content_layers},
-                                                    {source: objective.content_image[None]})
-
+            statistics = source_statistics(self.session, shared, objective, pooling, tileable)
             height, width = output_shape
             self.image = tf.compat.v1.get_variable(
                 'image', [1, height, width, 3], tf.float32, trainable=True,
@@ -136,33 +203,8 @@ class Graph:
             # L-BFGS runs without bounds (see _lbfgs): the losses are those of the image clipped to
             # valid pixels, which is the image handed on, so each reported loss is that image's.
             pixels = tf.clip_by_value(self.image, 0.0, 1.0)
-            # Source statistics stay float32; only the optimised image's network may run in bfloat16.
-            self.noise_model = vgg16.Vgg16(shared, pooling, precision,
-                                           'circular' if tileable else 'zero').build(pixels, deepest)
-            self.losses = {'total': None}
-            style, per_layer = 0.0, {}
-            if objective.loss in ('gram', 'gram+swd'):
-                style, per_layer = losses.get_gram_losses(
-                    self.noise_model, target_grams, style_layers, objective.layer_weights)
-            if objective.loss in ('swd', 'gram+swd'):
-                swd, swd_per_layer = self._swd(style_features, objective)
-                per_layer.update({f'swd_{layer}': loss for layer, loss in swd_per_layer.items()})
-                self.losses['swd'] = swd
-                style = style + (swd if objective.loss == 'swd' else
-                                 (objective.swd_weight or SWD_WEIGHT) * swd)
-            terms = [objective.style_weight * style]
-            if objective.is_style_transfer:
-                content_per_layer = {layer: losses.content_loss_for_layer(
-                    getattr(self.noise_model, layer), content_features[layer]) for layer in content_layers}
-                content = tf.add_n([weight * content_per_layer[layer]
-                                    for layer, weight in content_layers.items()])
-                tv = losses.total_variation_loss(pixels)
-                terms += [objective.content_weight * content, objective.tv_weight * tv]
-                self.losses.update(style=style, content=content, tv=tv)
-                if len(content_layers) > 1:
-                    self.losses.update({f'content_{layer}': loss for layer, loss in content_per_layer.items()})
-            self.total = tf.add_n(terms)
-            self.losses.update(total=self.total, **per_layer)
+            self.total, self.losses, self.noise_model = objective_losses(
+                shared, objective, statistics, pixels, pooling, precision, tileable)
             self.gradient = tf.gradients(self.total, self.image)[0]
 
             self.new_image = tf.compat.v1.placeholder(tf.float32, [1, height, width, 3], 'new_image')
@@ -178,23 +220,6 @@ class Graph:
                     self.adam_update = self.image.assign(tf.clip_by_value(self.image, 0.0, 1.0))
             self.session.run(tf.compat.v1.global_variables_initializer())
         self.graph.finalize()  # nothing may add ops inside the loop
-
-    def _swd(self, style_features, objective):
-        """(weighted SWD, {layer: SWD}) against the blended style feature distributions."""
-        rng = np.random.default_rng(SWD_SEED)
-        per_layer = {}
-        for layer in objective.layer_weights:
-            noise_features = getattr(self.noise_model, layer)
-            channels = noise_features.shape[-1]
-            directions = rng.normal(size=(channels, channels))  # as many directions as channels
-            directions /= np.linalg.norm(directions, axis=0, keepdims=True)
-            positions = int(np.prod(noise_features.shape[1:3]))
-            targets = losses.quantile_targets(
-                [losses.sorted_projections(features[layer], directions) for features in style_features],
-                positions, objective.style_blend)
-            per_layer[layer] = losses.sliced_wasserstein_loss_for_layer(noise_features, targets, directions)
-        total = tf.add_n([weight * per_layer[layer] for layer, weight in objective.layer_weights.items()])
-        return total, per_layer
 
     def set_image(self, image):
         self.session.run(self.assign, {self.new_image: image[None]})

@@ -118,6 +118,19 @@ def test_swd_loss_matches_numpy_and_its_gradient(host_sort):
     np.testing.assert_allclose(gradient, finite_differences(loss_fn, noise), rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize('host_sort', [True, False], ids=['numpy sort', 'tf.sort'])
+def test_swd_loss_of_a_batch_is_the_mean_of_each_image_matched_alone(host_sort):
+    """A generator's batch: each image's distribution must match the source's, not the batch pooled."""
+    noise, source = RNG.uniform(0, 3, (3, 4, 5, 6)), RNG.uniform(0, 3, (4, 5, 6))
+    directions = RNG.normal(size=(6, 4))
+    directions /= np.linalg.norm(directions, axis=0)
+    targets = losses.quantile_targets(losses.sorted_projections(source, directions), 20).astype(np.float64)
+    loss_fn = lambda x: losses.sliced_wasserstein_loss_for_layer(x, targets, directions, host_sort)  # noqa: E731
+    value, gradient = evaluate(loss_fn, noise)
+    assert value == pytest.approx(np.mean([numpy_swd(image, source, directions) for image in noise]), rel=1e-6)
+    np.testing.assert_allclose(gradient, finite_differences(loss_fn, noise), rtol=1e-5, atol=1e-8)
+
+
 def test_targets_by_rank_pairs_each_value_with_the_target_of_its_rank():
     values = RNG.normal(size=(3, 50))
     targets = np.sort(RNG.normal(size=(3, 50)), axis=1)
