@@ -119,7 +119,7 @@ def parse_args(argv=None):
             if resolved.mode != 'texture':
                 parser.error('sweeps compare textures: --content/--style runs cannot be scored against a source')
             try:
-                train.texture_job(resolved)
+                (train.feedforward_job if resolved.feed_forward else train.texture_job)(resolved)
             except InputError as error:
                 parser.error(f"{name}: {error}")
         args.passthrough = passthrough
@@ -138,14 +138,14 @@ def expand_sweeps(sweeps, passthrough):
             raise ValueError(f"--sweep must look like KEY=V1,V2, not {sweep!r}")
         if option not in options or key in ('image', 'out', 'name', 'help'):
             raise ValueError(f"--sweep {key}: not a train.py option that can be swept (see train.py --help)")
-        if options[option].nargs == 0:
-            raise ValueError(f"--sweep {key}: a switch, not an option with values")
         if option in passthrough:
             raise ValueError(f"--{key} is both swept and given")
         separator = '|' if '|' in values else ','
         choices = [value.strip() for value in values.split(separator) if value.strip()]
         if len(set(choices)) != len(choices):
             raise ValueError(f"--sweep {key}: a value is repeated")
+        if options[option].nargs == 0 and not set(choices) <= set(SWITCH_VALUES):
+            raise ValueError(f"--sweep {key}: a switch, swept as {key}=off,on")
         axes.append([(key, value) for value in choices])
     if len({axis[0][0] for axis in axes}) != len(axes):
         raise ValueError("--sweep: the same option is swept twice")
@@ -155,8 +155,19 @@ def expand_sweeps(sweeps, passthrough):
         safe = ''.join(c if c.isalnum() or c in '=,.-_+' else '-' for c in name)
         if len(safe) > 80 or safe != name:  # keep folder names short and unique
             safe = safe[:60] + '-' + hashlib.sha1(name.encode()).hexdigest()[:8]
-        configurations.append((safe, [arg for key, value in combination for arg in (f'--{key}', value)]))
+        configurations.append((safe, [arg for key, value in combination for arg in switch_or_option(key, value)]))
     return configurations
+
+
+SWITCH_VALUES = {'on': True, 'off': False}
+
+
+def switch_or_option(key, value):
+    """train.py arguments for one swept setting: a switch (--feed-forward, --tileable) is there
+    or not, an option has its value."""
+    if value in SWITCH_VALUES and train.build_parser()._option_string_actions[f'--{key}'].nargs == 0:
+        return [f'--{key}'] if SWITCH_VALUES[value] else []
+    return [f'--{key}', value]
 
 
 # ---------------------------------------------------------------- scoring

@@ -148,6 +148,25 @@ def get_gram_loss(noise, source, layers=GRAM_LAYERS, weighting='mean'):
     return get_gram_losses(noise, source, layers, weighting)[0]
 
 
+def with_unit_gradient(features, scale=1.0):
+    """`features` unchanged, but the gradient that flows back through them is rescaled to a
+    mean absolute value of `scale` (texture_nets' -normalize_gradients, Ulyanov et al. 2016).
+
+    The losses keep their values; only how hard each layer's loss pulls is evened out. The
+    Gram losses of the default layers differ by 10^4 (conv1_1 against conv3_x), so a
+    generator trained by Adam on their plain sum learnt the shapes and skipped whole colours
+    (docs/feedforward.md). The mean is taken in float32 whatever the features' precision.
+    """
+    @tf.custom_gradient
+    def identity(values):
+        def gradient(upstream):
+            size = tf.reduce_mean(tf.abs(tf.cast(upstream, tf.float32)))
+            factor = tf.math.divide_no_nan(tf.constant(scale, tf.float32), size)  # no gradient: 0, not NaN
+            return upstream * tf.cast(factor, upstream.dtype)
+        return tf.identity(values), gradient
+    return identity(features)
+
+
 def source_grams(session, model, layers, feed_dict=None):
     """Run `model` once and return {layer: Gram as numpy}, for use as `source` above."""
     return session.run({layer: gram_matrix(getattr(model, layer)) for layer in layers}, feed_dict)

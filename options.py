@@ -29,6 +29,8 @@ MEMORY_PER_MEGAPIXEL_GB = {('gram', 'bfloat16'): 1.6, ('gram', 'float32'): 2.6,
                            ('swd', 'bfloat16'): 6.0, ('swd', 'float32'): 6.8}
 MEMORY_DEEP_FACTOR = 1.4        # layers past conv4_1 (e.g. --layers all-conv): measured 1.2-1.5x
 MEMORY_DEEP_AFTER = 'conv4_1'
+# A generator's training adds its own activations, kept for the backward pass: per megapixel of samples.
+MEMORY_GENERATOR_PER_MEGAPIXEL_GB = 2.0
 COARSE_MIN_SIDE = 128  # below this the deep layers see too few positions and copy the source's layout
 MAX_STAGES = 3
 
@@ -157,13 +159,17 @@ def check_scales(args, style_shapes, output_shape):
                        f'the source at --scales {scale:g}')
 
 
-def estimated_memory_gb(output_shape, loss, precision, layers):
-    """About how many GB a run with this full-size output and these VGG16 layers needs at its peak."""
+def estimated_memory_gb(output_shape, loss, precision, layers, batch=1, feed_forward=False):
+    """About how many GB a run with this full-size output and these VGG16 layers needs at its peak.
+    feed_forward: a generator's training on `batch` samples of `output_shape`, which adds the
+    generator's own activations to VGG16's."""
     kind = 'gram' if loss == 'gram' else 'swd'  # the SWD's sorts dominate gram+swd
     per_megapixel = MEMORY_PER_MEGAPIXEL_GB[kind, precision]
     if vgg16.LAYER_NAMES.index(vgg16.deepest(layers)) > vgg16.LAYER_NAMES.index(MEMORY_DEEP_AFTER):
         per_megapixel *= MEMORY_DEEP_FACTOR
-    return MEMORY_FIXED_GB + per_megapixel * output_shape[0] * output_shape[1] / 1e6
+    if feed_forward:
+        per_megapixel += MEMORY_GENERATOR_PER_MEGAPIXEL_GB
+    return MEMORY_FIXED_GB + per_megapixel * batch * output_shape[0] * output_shape[1] / 1e6
 
 
 def available_memory_gb(meminfo='/proc/meminfo'):
@@ -179,20 +185,26 @@ def available_memory_gb(meminfo='/proc/meminfo'):
     return (kilobytes['MemAvailable'] + kilobytes.get('SwapFree', 0)) / 2**20
 
 
-def check_memory(output_shape, loss, precision, layers, option):
+def check_memory(output_shape, loss, precision, layers, option, batch=1, feed_forward=False):
     """Refuse, before anything is built, an output too large for this machine's free memory:
     on a CPU the kernel's OOM killer would otherwise end the run without a word or a saved
     image. On a GPU, TensorFlow's own out-of-memory error is reported instead. `option` is
     the one that sets the size: '--output-size' or '--size' (the shorter side)."""
     available = available_memory_gb()
-    needed = estimated_memory_gb(output_shape, loss, precision, layers)
+    needed = estimated_memory_gb(output_shape, loss, precision, layers, batch, feed_forward)
     if available is None or needed <= available:
         return
     with quiet_stderr():
         if tf.config.list_physical_devices('GPU'):
             return
-    shrink = math.sqrt(max(available - MEMORY_FIXED_GB, 0) / (needed - MEMORY_FIXED_GB))
-    height, width = (max(8, int(side * shrink) // 8 * 8) for side in output_shape)
-    fits = f'--output-size {width}x{height}' if option == '--output-size' else f'--size {min(height, width)}'
-    raise InputError(f"an image of {output_shape[1]}x{output_shape[0]} px needs about {needed:.1f} GB of memory "
+    room = max(available - MEMORY_FIXED_GB, 0) / (needed - MEMORY_FIXED_GB)
+    if batch > 1 and int(batch * room) >= 1:
+        fits = f'--batch-size {int(batch * room)}'
+    else:
+        shrink = math.sqrt(room * batch) if batch > 1 else math.sqrt(room)
+        height, width = (max(8, int(side * shrink) // 8 * 8) for side in output_shape)
+        fits = f'--output-size {width}x{height}' if option == '--output-size' else f'--size {min(height, width)}'
+    what = (f"training on {batch} samples of {output_shape[1]}x{output_shape[0]} px" if feed_forward
+            else f"an image of {output_shape[1]}x{output_shape[0]} px")
+    raise InputError(f"{what} needs about {needed:.1f} GB of memory "
                      f"and {available:.1f} GB is free: try {fits} or less")

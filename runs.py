@@ -1,14 +1,19 @@
 """The run folder: one per run, holding everything about it.
 
     runs/<name>-<time>/
-        result.png        the final image
-        steps/            step_00050.png, ... every --save-every iterations
+        result.png        the final image (feed-forward: the generator's sample of seed 0)
+        steps/            step_00050.png, ... every --save-every iterations (feed-forward: sample sheets)
         history.csv       step, seconds, total and every loss term, per iteration
         config.json       the fully resolved settings, versions, machine, status
         loss.png          the loss curves
         comparison.png    the inputs and the result side by side, at one scale
+        generator.npz     feed-forward: the checkpoint (weights, Adam's state, step), for --resume and sample.py
+        savedmodel/       feed-forward: the generator as a TensorFlow SavedModel (README, Feed-forward)
 """
+import csv
 import datetime
+import json
+import math
 import os
 import platform
 import sys
@@ -18,6 +23,8 @@ import scipy
 
 import utils  # before TensorFlow: it turns oneDNN on where TensorFlow would not
 import tensorflow as tf
+
+import feedforward
 import weights as vgg_weights
 from utils import InputError, quiet_stderr
 
@@ -97,4 +104,82 @@ def finish(run_dir, image, history, config, shown, plotted, status, iterations, 
                              os.path.join(run_dir, 'loss.png'))
     print(f"{status}: {history[-1]['step']} iterations, loss {history[0]['total']:.3e} -> "
           f"{history[-1]['total']:.3e}, result in {result_path}", file=sys.stderr)
+    return status
+
+
+def read_config(run_dir):
+    """A run folder's config.json; InputError when there is none or it is damaged."""
+    path = os.path.join(run_dir, 'config.json')
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+    except FileNotFoundError:
+        raise InputError(f"{run_dir} is not a run folder: it has no config.json") from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read {path}: {error}") from None
+    if not isinstance(config, dict):
+        raise InputError(f"cannot read {path}: not a run's configuration")
+    return config
+
+
+def read_history(run_dir):
+    """history.csv's rows as numbers ('' where a step has no value: NaN); InputError if damaged."""
+    path = os.path.join(run_dir, 'history.csv')
+    try:
+        with open(path, newline='') as handle:
+            rows = [{key: (int(value) if key == 'step' else float(value) if value != '' else math.nan)
+                     for key, value in row.items()} for row in csv.DictReader(handle)]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, TypeError) as error:
+        raise InputError(f"cannot read {path}: {error}") from None
+    return rows
+
+
+def save_generator_step(run_dir, step, trainer, history, source, checkpoint_settings):
+    """A feed-forward run's checkpoint, a sheet of its preview samples, and the history so far."""
+    state = trainer.state()
+    feedforward.save_checkpoint(state, os.path.join(run_dir, feedforward.CHECKPOINT_NAME), checkpoint_settings)
+    images, labels = zip(*feedforward.preview_sheet(source, trainer.samples()))
+    utils.save_side_by_side(images, labels, os.path.join(run_dir, 'steps', f'step_{step:05d}.png'))
+    utils.save_csv(history, os.path.join(run_dir, 'history.csv'))
+
+
+def finish_generator(run_dir, trainer, source, history, config, status, iterations, checkpoint_settings):
+    """Write a feed-forward run's outputs, whatever ended it; returns the final status.
+
+    The checkpoint first (what --resume and sample.py need), then the SavedModel, then
+    result.png (seed 0 at the training size), comparison.png, history, config and loss curves.
+    """
+    if trainer is None or not history:
+        config.update(status=status, iterations_done=history[-1]['step'] if history else 0)
+        utils.save_json(config, os.path.join(run_dir, 'config.json'))
+        print(f"{status} before the first step; nothing to save in {run_dir}", file=sys.stderr)
+        return status
+    state, done = trainer.state(), trainer.steps_done
+    checkpoint = feedforward.save_checkpoint(state, os.path.join(run_dir, feedforward.CHECKPOINT_NAME),
+                                             checkpoint_settings)
+    sampler = feedforward.Sampler(state)
+    try:
+        sampler.export(os.path.join(run_dir, feedforward.SAVEDMODEL_NAME))
+        result = sampler.sample(0, tuple(config['output_shape']))
+        parameters = sampler.parameters
+    finally:
+        sampler.close()
+    previews = trainer.samples()
+    trainer.close()
+    config.update(status=status, iterations_done=done, seconds=round(history[-1]['seconds'], 2),
+                  final_loss=history[-1]['total'],
+                  generator_parameters=parameters)
+    result_path = utils.save_image(result, os.path.join(run_dir, 'result.png'))
+    utils.save_csv(history, os.path.join(run_dir, 'history.csv'))
+    utils.save_json(config, os.path.join(run_dir, 'config.json'))
+    images, labels = zip(*feedforward.preview_sheet(source, previews))
+    utils.save_side_by_side(images, labels, os.path.join(run_dir, 'comparison.png'))
+    if len(history) > 1:
+        columns = [c for c in history[-1] if c not in ('step', 'seconds', 'total', 'scale')]
+        utils.save_loss_plot(history, columns, os.path.join(run_dir, 'loss.png'), x_label='training step')
+    print(f"{status}: {done} training steps, loss {history[0]['total']:.3e} -> {history[-1]['total']:.3e}; "
+          f"generator in {checkpoint}, a sample in {result_path}; new samples: python sample.py {run_dir}",
+          file=sys.stderr)
     return status

@@ -12,6 +12,7 @@ never pixels at the same place.
     nearest_patch_distance how far the result's patches are from any source patch
     layout_score           best correlation of thumbnails over shifts, flips, transposes
     layout_chance          what layout_score gives, by chance, for arrangements with no layout
+    pairwise_distance      how different images of one size are from each other (a generator's diversity)
 """
 import numpy as np
 from PIL import Image
@@ -232,3 +233,14 @@ def cyclic_correlation(template, image):
     count = height * width
     window_norm = np.sqrt(np.maximum(window_squares - window_sum ** 2 / count, 1e-12))
     return products / window_norm
+
+
+def pairwise_distance(feature_maps):
+    """Mean over every pair of same-shape [H, W, N] feature maps of their mean squared difference.
+
+    A generator's diversity: its samples against each other, compared with the same figure for
+    crops of the source (different places of one texture). Near 0: every noise gives one image.
+    """
+    maps = [np.asarray(features, np.float64) for features in feature_maps]
+    distances = [np.mean((a - b) ** 2) for index, a in enumerate(maps) for b in maps[index + 1:]]
+    return float(np.mean(distances))

@@ -16,6 +16,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import types
 
 import numpy as np
 import utils  # noqa: F401  before TensorFlow: it turns oneDNN on where TensorFlow would not
@@ -126,28 +127,38 @@ def source_statistics(session, shared, objective, pooling='avg', tileable=False)
             'content_features': content_features}
 
 
-def objective_losses(shared, objective, statistics, pixels, pooling='avg', precision='float32', tileable=False):
+def objective_losses(shared, objective, statistics, pixels, pooling='avg', precision='float32', tileable=False,
+                     normalise_gradients=False):
     """(total, {name: loss}, model) of `objective` for `pixels`: [batch, H, W, 3] in [0, 1],
     every loss a mean over the batch; `model` is the Vgg16 built on `pixels`.
 
     The one copy of the objective: the pixel optimisation (Graph) and the feed-forward
     generator (feedforward.py) both build it. `statistics` come from source_statistics.
+    normalise_gradients (the generator's training): the losses are the same, but the gradient
+    each style layer's losses send back is rescaled to the layer's share of the weights
+    (losses.with_unit_gradient), so no layer's loss drowns the others.
     """
     style_layers = list(objective.layer_weights)
     content_layers = dict(objective.content_layers or {}) if objective.is_style_transfer else {}
     deepest = vgg16.deepest(style_layers + list(content_layers))
     # Source statistics stay float32; only the optimised images' network may run in bfloat16.
     model = vgg16.Vgg16(shared, pooling, precision, 'circular' if tileable else 'zero').build(pixels, deepest)
+    features = model
+    if normalise_gradients:
+        weight_sum = sum(objective.layer_weights.values())
+        features = types.SimpleNamespace(**{
+            layer: losses.with_unit_gradient(getattr(model, layer), weight / weight_sum)
+            for layer, weight in objective.layer_weights.items()})
     # The Gram losses sum over the batch; a mean keeps every loss the same number at any batch size.
     batch = tf.cast(tf.shape(pixels)[0], tf.float32)
     named = {'total': None}
     style, per_layer = 0.0, {}
     if objective.loss in ('gram', 'gram+swd'):
-        per_layer = {layer: losses.get_l2_gram_loss_for_layer(model, statistics['grams'], layer) / batch
+        per_layer = {layer: losses.get_l2_gram_loss_for_layer(features, statistics['grams'], layer) / batch
                      for layer in style_layers}
         style = tf.add_n([weight * per_layer[layer] for layer, weight in objective.layer_weights.items()])
     if objective.loss in ('swd', 'gram+swd'):
-        swd, swd_per_layer = _swd(model, statistics['style_features'], objective)
+        swd, swd_per_layer = _swd(features, statistics['style_features'], objective)
         per_layer.update({f'swd_{layer}': loss for layer, loss in swd_per_layer.items()})
         named['swd'] = swd
         style = style + (swd if objective.loss == 'swd' else (objective.swd_weight or SWD_WEIGHT) * swd)

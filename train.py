@@ -25,6 +25,7 @@ with quiet_stderr():  # TensorFlow's start-up chatter says nothing a user can ac
     from tqdm import tqdm
 
     import colour
+    import feedforward
     import lbfgs
     import losses
     from options import (COARSE_MIN_SIDE, ITERATIONS, MAX_STAGES, WEIGHTING, auto_precision, check_memory,
@@ -50,7 +51,7 @@ INIT = {'texture': 'mean-noise',  # cleaner than uniform noise at the same cost 
         'style': 'content'}       # fewer iterations than from noise, and the photo stays sharp
 SEED = 0
 OUT = 'runs'
-SAVE_EVERY = 50
+SAVE_EVERY = {'optimise': 50, 'feed-forward': 250}   # iterations, or generator training steps
 LOG_INTERVAL = 30.0          # seconds between progress lines when stderr is not a terminal
 # Style transfer. Chosen by looking at results (README): the style loss is a mean
 # over the --layers' Gram losses and the content loss is Coursera's J_content.
@@ -59,6 +60,10 @@ CONTENT_WEIGHT = 5e3
 STYLE_WEIGHT = 1.0
 TV_WEIGHT = 1e6
 STYLE_SCALE = 1.0
+# Feed-forward (--feed-forward): measured per minute of training on this project's CPU (docs/feedforward.md).
+# One 256 px sample per step beat four 128 px ones per minute of training (docs/feedforward.md).
+BATCH_SIZE = 1
+FF_ITERATIONS = 2000
 
 
 class OneLineErrors(argparse.ArgumentParser):
@@ -81,8 +86,8 @@ def build_parser():
                              "shorter side at most (the content image's own size if smaller) "
                              "(default: %(default)s)")
     parser.add_argument('--output-size', default=None, metavar='WxH',
-                        help='texture: size of the generated texture, e.g. 512 or 512x384; '
-                             'default: the source size')
+                        help='texture: size of the generated texture, e.g. 512 or 512x384 (default: the '
+                             'source size); feed-forward: the training samples\' size (default: the source size)')
     parser.add_argument('--optimizer', choices=synthesize.OPTIMIZERS, default=OPTIMIZER,
                         help='lbfgs: L-BFGS (lbfgs.py; unbounded, images clipped to [0, 1]); adam: the course recipe '
                              '(default: %(default)s)')
@@ -129,15 +134,29 @@ def build_parser():
     parser.add_argument('--name', default=None,
                         help="the run's folder name under --out; an existing folder is not overwritten "
                              '(default: the input names, date and time)')
-    parser.add_argument('--save-every', type=int, default=SAVE_EVERY,
-                        help='save an intermediate image every N iterations, 0: only the final one '
-                             '(default: %(default)s)')
+    parser.add_argument('--save-every', type=int, default=None,
+                        help='save an intermediate image every N iterations (feed-forward: a sheet of samples '
+                             f"and the checkpoint every N steps), 0: only the final one (default: "
+                             f"{SAVE_EVERY['optimise']}; feed-forward {SAVE_EVERY['feed-forward']})")
     parser.add_argument('--weights', default=None,
                         help='VGG16 weights file (.h5, .npz, .npy, .onnx, .whl); '
                              f'default: ${vgg_weights.ENV_VAR}, '
                              'then the cache, then a download')
     parser.add_argument('--allow-pickle', action='store_true',
                         help="allow a pickled vgg16.npy (loading a pickle runs the file's code)")
+    ff = parser.add_argument_group('feed-forward: train a generator once, then sample.py makes new textures '
+                                   'of any size in a fraction of a second')
+    ff.add_argument('--feed-forward', action='store_true',
+                    help='train a generator network on --image instead of optimising one image '
+                         '(Ulyanov et al. 2016); --iterations counts its training steps '
+                         f'(default: {FF_ITERATIONS})')
+    ff.add_argument('--batch-size', type=int, default=BATCH_SIZE,
+                    help='noise samples per training step (default: %(default)s)')
+    ff.add_argument('--learning-rate', type=float, default=feedforward.LEARNING_RATE,
+                    help="Adam's learning rate (default: %(default)s)")
+    ff.add_argument('--resume', metavar='RUN_DIR',
+                    help="continue training the generator of RUN_DIR from its checkpoint, with its settings, "
+                         'up to --iterations steps in all')
     style = parser.add_argument_group('style transfer')
     style.add_argument('--style', help='style image(s), comma-separated: a.jpg or a.jpg,b.jpg')
     style.add_argument('--style-blend', default=None,
@@ -161,9 +180,32 @@ def build_parser():
     return parser
 
 
+# Pixel-optimisation options that mean nothing to a generator's training, with the reason.
+NOT_FEED_FORWARD = {'optimizer': 'a generator trains with Adam', 'scales': 'a generator trains at one size',
+                    'init': 'a generator starts from noise', 'match_colors': 'a generator has no final image',
+                    'content': 'feed-forward trains a texture generator', 'style': 'feed-forward trains a texture generator'}
+# What a resumed run may change: everything else is the run's own (its config.json).
+RESUME_MAY_SET = ('resume', 'iterations', 'save_every', 'weights', 'allow_pickle', 'out')
+
+
+def given_options(parser, args, names):
+    """Those of `names` whose value differs from the parser's default: the options the user gave."""
+    return [name for name in names if getattr(args, name) != parser.get_default(name)]
+
+
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.resume is not None:
+        return resumed_args(parser, args)
+    if args.feed_forward:
+        wrong = given_options(parser, args, NOT_FEED_FORWARD)
+        if wrong:
+            parser.error(f"--{wrong[0].replace('_', '-')} does not go with --feed-forward: {NOT_FEED_FORWARD[wrong[0]]}")
+    else:
+        wrong = given_options(parser, args, ('batch_size', 'learning_rate'))
+        if wrong:
+            parser.error(f"--{wrong[0].replace('_', '-')} is for --feed-forward")
 
     args.mode = 'style' if args.content is not None or args.style is not None else 'texture'
     if args.mode == 'texture':
@@ -195,6 +237,9 @@ def parse_args(argv=None):
         parser.error(str(error))
     if args.precision == 'auto':
         args.precision = auto_precision()
+    if args.feed_forward:
+        check_feed_forward(parser, args)
+    args.save_every = SAVE_EVERY[method(args)] if args.save_every is None else args.save_every
     if args.size < 1:
         parser.error("--size must be at least 1")
     if args.save_every < 0:
@@ -228,8 +273,70 @@ def parse_args(argv=None):
     return args
 
 
+def method(args):
+    return 'feed-forward' if args.feed_forward else 'optimise'
+
+
+def check_feed_forward(parser, args):
+    """The generator's own options: one step count, a batch, a learning rate."""
+    if args.iterations is None:
+        args.iterations = [FF_ITERATIONS]
+    elif len(args.iterations) != 1:
+        parser.error("--iterations is one number of training steps with --feed-forward")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, not {args.batch_size}")
+    if not math.isfinite(args.learning_rate) or args.learning_rate <= 0:
+        parser.error(f"--learning-rate must be a finite number > 0, not {args.learning_rate}")
+    args.scales = [1.0]
+
+
+def resumed_args(parser, args):
+    """The options of the feed-forward run in args.resume, as its config.json records them, with
+    the few a resumed run may change (RESUME_MAY_SET)."""
+    wrong = given_options(parser, args, [name for name in vars(args) if name not in RESUME_MAY_SET])
+    if wrong:
+        parser.error(f"--resume continues a run with its own settings: --{wrong[0].replace('_', '-')} "
+                     "cannot be changed (only --iterations, --save-every, --weights)")
+    config = runs.read_config(args.resume)
+    if config.get('mode') != 'feed-forward':
+        parser.error(f"--resume continues feed-forward runs; {args.resume} is a {config.get('mode')} run")
+    try:
+        iterations = parse_numbers(args.iterations, '--iterations', int) if args.iterations else None
+    except ValueError as error:
+        parser.error(str(error))
+    if iterations is not None and len(iterations) != 1:
+        parser.error("--iterations is one number of training steps with --feed-forward")
+    resumed = argparse.Namespace(**{**vars(args), **{key: config[key] for key in RESUMED_SETTINGS}})
+    resumed.feed_forward, resumed.mode, resumed.run_dir = True, 'texture', args.resume
+    resumed.output_shape = tuple(config['output_shape'])
+    resumed.iterations = iterations or [config['iterations']]
+    resumed.save_every = config['save_every'] if args.save_every is None else args.save_every
+    if resumed.save_every < 0:
+        parser.error("--save-every must be 0 or more")
+    resumed.scales, resumed.style_blend, resumed.preserve_colors = [1.0], None, False
+    return resumed
+
+
+# What a feed-forward run's config.json holds of its options, under the options' own names.
+RESUMED_SETTINGS = ('image', 'size', 'layer_weights', 'weighting', 'loss', 'swd_weight', 'pooling', 'precision',
+                    'tileable', 'seed', 'batch_size', 'learning_rate')
+
+
 def settings(args):
     """The options as resolved for config.json (no defaults left implicit)."""
+    if args.feed_forward:
+        return {'mode': 'feed-forward', 'size': args.size, 'iterations': args.iterations[0],
+                'batch_size': args.batch_size, 'learning_rate': args.learning_rate, 'precision': args.precision,
+                'loss': args.loss, 'swd_weight': args.swd_weight, 'tileable': args.tileable,
+                'layer_weights': args.layer_weights, 'weighting': args.weighting, 'pooling': args.pooling,
+                'seed': args.seed, 'save_every': args.save_every,
+                'generator': {'design': 'multi-scale (Ulyanov et al. 2016), instance normalisation',
+                              'scales': feedforward.generator.SCALES, 'channels': feedforward.generator.CHANNELS,
+                              'padding': 'circular', 'optimizer': 'adam',
+                              'learning_rate_drop': {'after': feedforward.FINE_TUNE_FROM,
+                                                     'factor': feedforward.FINE_TUNE_FACTOR},
+                              'gradients': 'normalised per style layer (losses.with_unit_gradient)'},
+                'loss_normalisation': 'G = F^T F / (N M); layer loss = sum((G_s - G_n)^2) / 4; mean over the batch'}
     config = {'mode': args.mode, 'size': args.size, 'optimizer': args.optimizer,
               'iterations': args.iterations, 'scales': args.scales, 'precision': args.precision,
               'loss': args.loss, 'swd_weight': args.swd_weight, 'tileable': args.tileable,
@@ -250,18 +357,24 @@ def settings(args):
     return {**config, **optimiser}
 
 
+def texture_source(args):
+    """(path, source image) of --image at --size, its sizes checked before anything large is made."""
+    image_path = find_image(args.image)
+    source_shape = utils.image_shape(image_path, args.size)
+    # Before loading the source: a huge --size would make a huge image at once.
+    check_memory(source_shape, args.loss, args.precision, args.layer_weights, '--size')
+    source = load_image(image_path, args.size)
+    check_size(source.shape[:2], args.layer_weights, 'the source (after --size)')
+    return image_path, source
+
+
 def texture_job(args):
     """What a texture run optimises, shows and records."""
     image_path = find_image(args.image)
-    source_shape = utils.image_shape(image_path, args.size)
-    output_shape = tuple(args.output_shape or source_shape)
-    # Before loading the source: a huge --size would make a huge image at once.
-    option = '--output-size' if args.output_shape else '--size'
-    check_memory(output_shape, args.loss, args.precision, args.layer_weights, option)
-    if source_shape != output_shape:
-        check_memory(source_shape, args.loss, args.precision, args.layer_weights, '--size')
-    source = load_image(image_path, args.size)
-    check_size(source.shape[:2], args.layer_weights, 'the source (after --size)')
+    output_shape = tuple(args.output_shape or utils.image_shape(image_path, args.size))
+    if args.output_shape:
+        check_memory(output_shape, args.loss, args.precision, args.layer_weights, '--output-size')
+    image_path, source = texture_source(args)
     check_size(output_shape, args.layer_weights, '--output-size')
     resolve_schedule(args, [source.shape[:2]], output_shape)
     check_scales(args, [source.shape[:2]], output_shape)
@@ -272,6 +385,29 @@ def texture_job(args):
         to_rgb=lambda image: image,
         config={'image': os.path.abspath(image_path), 'source_shape': list(source.shape[:2]),
                 'output_shape': list(output_shape)})
+
+
+def feedforward_job(args):
+    """What a feed-forward run trains, shows and records; with --resume, where it left off."""
+    output_shape = tuple(args.output_shape or utils.image_shape(find_image(args.image), args.size))
+    check_size(output_shape, args.layer_weights, '--output-size')
+    feedforward.check_sample_size(output_shape, args.tileable)
+    check_memory(output_shape, args.loss, args.precision, args.layer_weights, '--output-size',
+                 batch=args.batch_size, feed_forward=True)
+    image_path, source = texture_source(args)
+    job = types.SimpleNamespace(
+        objective=synthesize.Objective.texture(source, args.layer_weights, args.loss, args.swd_weight),
+        output_shape=output_shape, stem=stem_of(image_path), source=source, state=None, history=[],
+        config={'image': os.path.abspath(image_path), 'source_shape': list(source.shape[:2]),
+                'output_shape': list(output_shape)})
+    if getattr(args, 'run_dir', None):  # --resume
+        job.state, meta = feedforward.load_checkpoint(os.path.join(args.run_dir, feedforward.CHECKPOINT_NAME))
+        job.history = runs.read_history(args.run_dir)
+        done = int(job.state.get('global_step', 0))
+        if args.iterations[0] <= done:
+            raise InputError(f"{args.run_dir} has trained {done} steps already: give --iterations "
+                             f"more than {done} to train on")
+    return job
 
 
 def style_job(args):
@@ -335,40 +471,45 @@ def starting_image(init, job, preserve_colors=False):
 def main(argv=None, stop=None):
     """One run; `stop` (a threading.Event, utils.stop_requests) ends it after the current step."""
     args = parse_args(argv)
-    job = texture_job(args) if args.mode == 'texture' else style_job(args)
-    start = starting_image(args.init, job, args.preserve_colors)
-    if args.match_colors:  # the pixels' colour histograms, per channel, to the style image's
-        base, reference = job.to_rgb, job.objective.style_images[0]
-        if args.preserve_colors:
-            reference = job.shown[0][0]  # luminance-only transfer keeps the photo's colours
-        job.to_rgb = lambda image: colour.match_histograms(base(image), reference)
+    if args.feed_forward:
+        job = feedforward_job(args)
+        attach_feedforward(job, args)
+    else:
+        job = texture_job(args) if args.mode == 'texture' else style_job(args)
+        attach_optimisation(job, args)
     weights_path = vgg_weights.resolve_weights_path(args.weights, log=lambda m: print(m, file=sys.stderr))
     network_weights = vgg_weights.load_weights(weights_path, args.allow_pickle)
-    run_dir = runs.make_run_dir(args.out, job.stem, args.name)
-    config = {**job.config, **settings(args), **runs.environment(weights_path),
-              'status': 'running', 'run_dir': os.path.abspath(run_dir)}
+    if getattr(args, 'run_dir', None):  # --resume: the same folder, its config brought up to date
+        run_dir = args.run_dir
+        config = {**runs.read_config(run_dir), **runs.environment(weights_path), 'status': 'running',
+                  'iterations': args.iterations[0], 'save_every': args.save_every}
+        config['resumed_at'] = config.get('resumed_at', []) + [job.history[-1]['step'] if job.history else 0]
+    else:
+        run_dir = runs.make_run_dir(args.out, job.stem, args.name)
+        config = {**job.config, **settings(args), **runs.environment(weights_path),
+                  'status': 'running', 'run_dir': os.path.abspath(run_dir)}
     utils.save_json(config, os.path.join(run_dir, 'config.json'))
     print(f"writing to {run_dir}", file=sys.stderr)
 
     # Same seed, same machine, same output: no nondeterministic kernels.
     tf.config.experimental.enable_op_determinism()
-    steps = synthesize.synthesize(network_weights, job.objective, job.output_shape, args.pooling,
-                                  args.optimizer, args.iterations, args.seed,
-                                  args.init if start is None else None, start,
-                                  args.scales, args.precision, args.tileable)
-    history, image, status, started = [], None, 'finished', time.time()
+    history, item, status, steps = list(job.history), None, 'finished', None
+    # A resumed run's clock goes on from where it stopped.
+    started = time.time() - (history[-1]['seconds'] if history else 0.0)
     # Piped or logged (not a terminal), every redraw of the bar would stay in the log: redraw rarely.
     interval = 0.1 if sys.stderr.isatty() else LOG_INTERVAL
-    bar = tqdm(total=sum(args.iterations), unit='it', desc=job.stem, dynamic_ncols=True, mininterval=interval)
+    bar = tqdm(total=sum(args.iterations), initial=history[-1]['step'] if history else 0, unit='it',
+               desc=job.stem, dynamic_ncols=True, mininterval=interval)
     try:
         with quiet_stderr():  # the first step builds the session: more TensorFlow chatter
+            steps = job.start(network_weights)
             first = next(steps)
-        for step, image, step_losses in itertools.chain([first], steps):
+        for step, item, step_losses in itertools.chain([first], steps):
             history.append({'step': step, 'seconds': round(time.time() - started, 3), **step_losses})
             bar.update(1 if step else 0)
             bar.set_postfix(loss=f"{step_losses['total']:.3e}", refresh=False)
             if args.save_every and step and step % args.save_every == 0:
-                runs.save_step(run_dir, step, job.to_rgb(image), history)
+                job.save_step(run_dir, step, item, history)
             if stop is not None and stop.is_set():
                 raise KeyboardInterrupt  # between steps, where stopping is safe
     except KeyboardInterrupt:
@@ -378,10 +519,44 @@ def main(argv=None, stop=None):
         raise
     finally:
         bar.close()
-        steps.close()
-        status = runs.finish(run_dir, kept_image(job, image), history, config,
-                             job.shown, job.plotted, status, sum(args.iterations), time.time() - started)
+        if steps is not None:
+            steps.close()
+        status = job.finish(run_dir, item, history, config, status, sum(args.iterations), time.time() - started)
     return 130 if status == 'interrupted' else 0
+
+
+def attach_optimisation(job, args):
+    """The pixel optimisation's steps, and what it saves of them."""
+    start = starting_image(args.init, job, args.preserve_colors)
+    if args.match_colors:  # the pixels' colour histograms, per channel, to the style image's
+        base, reference = job.to_rgb, job.objective.style_images[0]
+        if args.preserve_colors:
+            reference = job.shown[0][0]  # luminance-only transfer keeps the photo's colours
+        job.to_rgb = lambda image: colour.match_histograms(base(image), reference)
+    job.history = []
+    job.start = lambda network_weights: synthesize.synthesize(
+        network_weights, job.objective, job.output_shape, args.pooling, args.optimizer, args.iterations, args.seed,
+        args.init if start is None else None, start, args.scales, args.precision, args.tileable)
+    job.save_step = lambda run_dir, step, image, history: runs.save_step(run_dir, step, job.to_rgb(image), history)
+    job.finish = lambda run_dir, image, history, config, status, iterations, seconds: runs.finish(
+        run_dir, kept_image(job, image), history, config, job.shown, job.plotted, status, iterations, seconds)
+
+
+def attach_feedforward(job, args):
+    """The generator's training steps, and what it saves of them: checkpoints and sample sheets."""
+    checkpoint_settings = {'tileable': args.tileable, 'output_shape': list(job.output_shape)}
+    job.trainer = None
+
+    def start(network_weights):
+        job.trainer = feedforward.Trainer(
+            network_weights, job.objective, job.output_shape, args.batch_size, args.pooling, args.precision,
+            args.tileable, args.seed, args.learning_rate, args.iterations[0], job.state)
+        return feedforward.train(job.trainer, args.iterations[0])
+    job.start = start
+    job.save_step = lambda run_dir, step, trainer, history: runs.save_generator_step(
+        run_dir, step, trainer, history, job.source, checkpoint_settings)
+    job.finish = lambda run_dir, _, history, config, status, iterations, seconds: runs.finish_generator(
+        run_dir, job.trainer, job.source, history, config, status, iterations, checkpoint_settings)
 
 
 def kept_image(job, image):

@@ -190,7 +190,7 @@ def save_side_by_side(images, labels, path, height=256, gap=8):
     return atomic_write(path, lambda tmp: strip.save(tmp, format='PNG'))
 
 
-def save_loss_plot(history, columns, path):
+def save_loss_plot(history, columns, path, x_label='iteration'):
     """The total and the given history columns against step, log scale, as a PNG."""
     import matplotlib
     matplotlib.use('Agg')  # no display needed
@@ -201,7 +201,7 @@ def save_loss_plot(history, columns, path):
     for column in columns:
         axis.plot(steps, [row.get(column, float('nan')) for row in history], linewidth=1, label=column)  # gaps
     axis.set_yscale('log')
-    axis.set_xlabel('iteration')
+    axis.set_xlabel(x_label)
     axis.set_ylabel('loss (terms before their weights)')
     axis.legend(fontsize=7, ncol=2)
     axis.grid(True, which='both', alpha=0.3)

@@ -24,6 +24,12 @@ def test_sweeps_expand_to_every_combination():
     assert configurations[1][1] == ['--weighting', 'mean', '--optimizer', 'adam', '--pooling', 'avg']
 
 
+def test_switches_sweep_as_off_and_on():
+    configurations = compare.expand_sweeps(['feed-forward=off,on', 'seed=1'], [])
+    assert configurations == [('feed-forward=off_seed=1', ['--seed', '1']),
+                              ('feed-forward=on_seed=1', ['--feed-forward', '--seed', '1'])]
+
+
 def test_values_with_commas_use_a_bar():
     configurations = compare.expand_sweeps(['layers=conv1_1,pool1|all-conv'], [])
     assert [args for _, args in configurations] == [['--layers', 'conv1_1,pool1'], ['--layers', 'all-conv']]
@@ -33,7 +39,7 @@ def test_values_with_commas_use_a_bar():
 @pytest.mark.parametrize('sweeps, passthrough, message', [
     (['colour=red,blue'], [], 'not a train.py option'),
     (['out=a,b'], [], 'not a train.py option'),
-    (['preserve-colors=on'], [], 'a switch'),
+    (['preserve-colors=yes'], [], 'a switch, swept as preserve-colors=off,on'),
     (['weighting'], [], 'must look like KEY=V1,V2'),
     (['weighting=mean,mean'], [], 'repeated'),
     (['weighting=mean', 'weighting=sum'], [], 'swept twice'),
@@ -149,6 +155,20 @@ def test_a_stop_request_between_runs_ends_the_sweep_with_a_report(tiny_weights_p
     assert os.listdir(os.path.join(folder, 'runs')) == ['weighting=mean_pooling=avg']
     with open(os.path.join(folder, 'scores.csv')) as handle:
         assert [row['name'] for row in csv.DictReader(handle)] == ['weighting=mean_pooling=avg']
+
+
+def test_a_sweep_ranks_a_generator_against_the_optimisation(tiny_weights_path, tmp_path, capsys):
+    out = str(tmp_path / 'reports')
+    assert compare.cli(['--image', 'texture1.jpg', '--sweep', 'feed-forward=off,on', '--size', '48',
+                        '--iterations', '3', '--layers', 'conv1_1,pool1', '--save-every', '0',
+                        '--weights', tiny_weights_path, '--out', out, '--name', 'methods']) == 0, \
+        capsys.readouterr().err
+    runs = os.path.join(out, 'methods', 'runs')
+    modes = {name: json.load(open(os.path.join(runs, name, 'config.json')))['mode'] for name in os.listdir(runs)}
+    assert modes == {'feed-forward=off': 'texture', 'feed-forward=on': 'feed-forward'}
+    assert os.path.isfile(os.path.join(runs, 'feed-forward=on', 'generator.npz'))
+    with open(os.path.join(out, 'methods', 'scores.csv')) as handle:
+        assert sorted(row['name'] for row in csv.DictReader(handle)) == sorted(modes)
 
 
 @pytest.mark.parametrize('args, message', [

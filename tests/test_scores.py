@@ -173,3 +173,9 @@ def test_layout_chance_is_low_for_fine_textures_high_for_smooth_ones_and_below_c
     assert scores.layout_limit(fine, fine.shape[:2]) == scores.LAYOUT_LINE
     assert scores.layout_limit(smooth, smooth.shape[:2]) == pytest.approx(
         np.percentile(scores.layout_chance(smooth, smooth.shape[:2]), scores.CHANCE_PERCENTILE))
+
+
+def test_pairwise_distance_is_the_mean_over_pairs():
+    a, b, c = (np.full((2, 2, 1), value) for value in (0.0, 1.0, 3.0))
+    assert scores.pairwise_distance([a, b, c]) == pytest.approx((1 + 9 + 4) / 3)
+    assert scores.pairwise_distance([a, a, a]) == 0

@@ -1,0 +1,269 @@
+"""Feed-forward texture networks: train generator.py's network on the objective once, then sample.
+
+    trainer = Trainer(weights, objective, (256, 256), batch_size=4)
+    for step, trainer, losses in train(trainer, iterations=2000):   # one Adam step each
+        ...
+    save_checkpoint(trainer.state(), 'generator.npz')
+    sampler = Sampler(trainer.state())
+    image = sampler.sample(seed=0, shape=(1024, 1024))               # [1024, 1024, 3] in [0, 1]
+
+The objective is synthesize.objective_losses, the one the pixel optimisation
+minimises, built on a batch of generated images (Ulyanov et al. 2016). Every
+step draws a new batch of noise, from (seed, step), so a resumed run draws what
+the uninterrupted one would have. A checkpoint holds every variable of the
+training graph: the generator's weights, Adam's moments and the step.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import utils  # noqa: F401  before TensorFlow: it turns oneDNN on where TensorFlow would not
+import tensorflow as tf
+
+import generator
+import synthesize
+import vgg16
+from utils import InputError, atomic_write
+
+LEARNING_RATE = 0.005         # Adam; 0.002-0.1 measured on texture1 (docs/feedforward.md)
+# The last quarter of the steps at a fifth of the rate: Adam's steps then stop stirring what the
+# generator has learnt (texture1, 210 s of training: SWD 114 against 119 without).
+FINE_TUNE_FROM, FINE_TUNE_FACTOR = 0.75, 0.2
+CHECKPOINT_FORMAT = 'texture-generator-1'
+CHECKPOINT_NAME = 'generator.npz'
+SAVEDMODEL_NAME = 'savedmodel'
+PREVIEW_SEEDS = (0, 1, 2, 3)  # the samples drawn into steps/ and comparison.png, the same at every step
+
+
+class Trainer:
+    """The training graph: noise -> generator -> a batch of images -> the objective's losses; Adam.
+
+    `iterations`, the steps the run will take in all, sets where the learning rate drops.
+    """
+
+    def __init__(self, weights, objective, sample_shape, batch_size, pooling='avg', precision='float32',
+                 tileable=False, seed=0, learning_rate=LEARNING_RATE, iterations=None, state=None):
+        self.graph = tf.Graph()
+        self.sample_shape = tuple(sample_shape)
+        with self.graph.as_default():
+            shared = vgg16.weight_tensors(weights, up_to=vgg16.deepest(list(objective.layer_weights)))
+            self.session = tf.compat.v1.Session(graph=self.graph, config=synthesize.session_config())
+            statistics = synthesize.source_statistics(self.session, shared, objective, pooling, tileable)
+            self.step = tf.compat.v1.train.get_or_create_global_step()
+            height, width = self.sample_shape
+            noise = generator.noise_inputs(tf.stack([tf.constant(seed, tf.int64), self.step + 1]), batch_size,
+                                           *generator.canvas_shape(height, width))
+            mean_colour = np.mean([image.reshape(-1, 3).mean(axis=0) for image in objective.style_images], axis=0)
+            # The generator's convolutions in the VGG half's precision: bfloat16 took 809 steps where
+            # float32 took 725 in 210 s, and ended lower (docs/feedforward.md). Samples are float32.
+            dtype = tf.bfloat16 if precision == 'bfloat16' else tf.float32
+            images = generator.build(noise, mean_colour, dtype)[:, :height, :width]
+            total, self.losses, _ = synthesize.objective_losses(
+                shared, objective, statistics, images, pooling, precision, tileable, normalise_gradients=True)
+            if iterations:
+                learning_rate = tf.compat.v1.train.piecewise_constant(
+                    self.step, [int(FINE_TUNE_FROM * iterations)], [learning_rate, learning_rate * FINE_TUNE_FACTOR])
+            optimiser = tf.compat.v1.train.AdamOptimizer(learning_rate)
+            self.update = optimiser.minimize(total, global_step=self.step,
+                                             var_list=list(generator.variables().values()))
+            # The preview: fixed seeds at the training size, the samples sample.py would draw.
+            self.preview_seed = tf.compat.v1.placeholder(tf.int64, [], 'preview_seed')
+            self.preview = _sample_graph(self.preview_seed, height, width)
+            self.variables = {variable.op.name: variable for variable in tf.compat.v1.global_variables()}
+            self.loaders = {name: _loader(variable) for name, variable in self.variables.items()}
+            self.session.run(tf.compat.v1.global_variables_initializer())
+        self.graph.finalize()
+        if state is not None:
+            self.load(state)
+
+    def train_step(self):
+        """One Adam step on a new batch; the losses of that batch, before the step."""
+        _, values = self.session.run([self.update, self.losses])
+        return {name: float(value) for name, value in values.items()}
+
+    @property
+    def steps_done(self):
+        return int(self.session.run(self.step))
+
+    def state(self):
+        """Every variable's value, by name: what a checkpoint holds."""
+        return self.session.run(self.variables)
+
+    def load(self, state):
+        """Set every variable from `state`, which must hold exactly this graph's variables."""
+        _check_state(state, {name: tuple(variable.shape) for name, variable in self.variables.items()})
+        _load(self.session, self.loaders, state)
+
+    def samples(self, seeds=PREVIEW_SEEDS):
+        return [self.session.run(self.preview, {self.preview_seed: seed})[0] for seed in seeds]
+
+    def close(self):
+        self.session.close()
+
+
+def train(trainer, iterations):
+    """Yields (step, trainer, losses) after each Adam step, until `iterations` steps are done in all."""
+    while trainer.steps_done < iterations:
+        losses = trainer.train_step()
+        yield trainer.steps_done, trainer, losses
+
+
+def _sample_graph(seed, height, width):
+    """One sample [1, height, width, 3] for `seed` (an int64 scalar tensor): the network's canvas
+    (sides rounded up to generator.COARSEST), its top-left corner kept."""
+    canvas_height = (height + generator.COARSEST - 1) // generator.COARSEST * generator.COARSEST
+    canvas_width = (width + generator.COARSEST - 1) // generator.COARSEST * generator.COARSEST
+    noise = generator.noise_inputs(tf.stack([seed, tf.constant(0, tf.int64)]), 1, canvas_height, canvas_width)
+    return generator.build(noise)[:, :height, :width]
+
+
+def _loader(variable):
+    placeholder = tf.compat.v1.placeholder(variable.dtype.base_dtype, variable.shape)
+    return variable.assign(placeholder), placeholder
+
+
+def _load(session, loaders, state):
+    """Every variable set from `state` in one run: one run per variable cost 0.16 s each, 21 s in all."""
+    assigns = [assign for assign, _ in loaders.values()]
+    session.run(assigns, {placeholder: state[name] for name, (_, placeholder) in loaders.items()})
+
+
+def _check_state(state, expected):
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise InputError(f"the checkpoint does not fit this generator: "
+                         f"{'missing ' + ', '.join(missing[:3]) if missing else ''}"
+                         f"{'; ' if missing and unexpected else ''}"
+                         f"{'unexpected ' + ', '.join(unexpected[:3]) if unexpected else ''}")
+    for name, shape in expected.items():
+        if tuple(np.shape(state[name])) != shape:
+            raise InputError(f"the checkpoint does not fit this generator: {name} is "
+                             f"{np.shape(state[name])}, expected {shape}")
+
+
+# ---------------------------------------------------------------- sampling and export
+
+class Sampler:
+    """A trained generator, ready to sample any size: sample(seed, (height, width)) -> [H, W, 3].
+
+    The same graph is what export() saves as a SavedModel, so a sample from either is the same image.
+    """
+
+    def __init__(self, state):
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.seed = tf.compat.v1.placeholder(tf.int64, [], 'seed')
+            self.height = tf.compat.v1.placeholder(tf.int32, [], 'height')
+            self.width = tf.compat.v1.placeholder(tf.int32, [], 'width')
+            self.image = tf.identity(_sample_graph(self.seed, self.height, self.width), 'image')
+            variables = generator.variables()
+            generator_state = {name: value for name, value in state.items() if name.startswith(generator.SCOPE + '/')
+                               and name in variables}
+            _check_state(generator_state, {name: tuple(variable.shape) for name, variable in variables.items()})
+            self.parameters = int(sum(np.size(value) for value in generator_state.values()))
+            self.saver = tf.compat.v1.train.Saver(sharded=True)  # made now: export() must not add to the graph
+            self.session = tf.compat.v1.Session(graph=self.graph, config=synthesize.session_config())
+            _load(self.session, {name: _loader(variable) for name, variable in variables.items()}, generator_state)
+        self.graph.finalize()
+
+    def sample(self, seed, shape):
+        height, width = shape
+        return self.session.run(self.image, {self.seed: seed, self.height: height, self.width: width})[0]
+
+    def export(self, path):
+        """Write the SavedModel (a signature 'serving_default': seed int64, height and width int32
+        scalars in, 'image' float32 [1, height, width, 3] in [0, 1] out) to `path`, atomically:
+        into a temporary folder beside it, then renamed over the old one."""
+        temporary = f'{path}.{os.getpid()}.tmp'
+        previous = f'{path}.{os.getpid()}.old'
+        try:
+            with utils.quiet_stderr():  # the TF1 builder warns that it is a TF1 API: it is, on purpose
+                self._save(temporary)
+            if os.path.exists(path):
+                os.replace(path, previous)
+            os.replace(temporary, path)
+        finally:
+            for leftover in (temporary, previous):
+                shutil.rmtree(leftover, ignore_errors=True)
+        return path
+
+    def _save(self, folder):
+        builder = tf.compat.v1.saved_model.Builder(folder)
+        with self.graph.as_default():
+            signature = tf.compat.v1.saved_model.predict_signature_def(
+                inputs={'seed': self.seed, 'height': self.height, 'width': self.width},
+                outputs={'image': self.image})
+            builder.add_meta_graph_and_variables(
+                self.session, [tf.compat.v1.saved_model.SERVING],
+                signature_def_map={'serving_default': signature}, strip_default_attrs=True, saver=self.saver)
+        builder.save()
+
+    def close(self):
+        self.session.close()
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(state, path, settings):
+    """Every variable of `state`, and the settings that built it, to one .npz, written atomically."""
+    meta = {'format': CHECKPOINT_FORMAT, 'scales': generator.SCALES, 'channels': generator.CHANNELS, **settings}
+
+    def write(temporary):
+        with open(temporary, 'wb') as handle:
+            np.savez(handle, __meta__=np.array(json.dumps(meta)), **state)
+    return atomic_write(path, write)
+
+
+def load_checkpoint(path):
+    """(state, settings) from save_checkpoint's file; InputError, saying what is wrong, for a file
+    that is missing, truncated, not a checkpoint, or from another generator design."""
+    if not os.path.isfile(path):
+        raise InputError(f"no generator in {os.path.dirname(path) or '.'}: {os.path.basename(path)} not found "
+                         "(a run folder made by train.py --feed-forward has one)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(str(archive['__meta__']))
+            state = {name: archive[name] for name in archive.files if name != '__meta__'}
+    except Exception as error:  # a truncated zip, a foreign file: nothing in it can be trusted
+        raise InputError(f"cannot read the generator checkpoint {path}: it is damaged or not a checkpoint "
+                         f"({type(error).__name__}); rerun train.py --feed-forward") from None
+    if not isinstance(meta, dict) or meta.get('format') != CHECKPOINT_FORMAT:
+        raise InputError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    if (meta.get('scales'), meta.get('channels')) != (generator.SCALES, generator.CHANNELS):
+        raise InputError(f"{path} holds a generator of {meta.get('scales')} scales and {meta.get('channels')} "
+                         f"channels; this version builds {generator.SCALES} and {generator.CHANNELS}")
+    if not all(np.all(np.isfinite(value)) for value in state.values() if np.issubdtype(value.dtype, np.floating)):
+        raise InputError(f"{path} holds NaN or infinite weights: the training diverged")
+    return state, meta
+
+
+def sample_memory_gb(shape):
+    """About how many GB one sample of `shape` needs at its peak (measured: docs/feedforward.md)."""
+    canvas = generator.canvas_shape(*shape)
+    return SAMPLE_MEMORY_FIXED_GB + SAMPLE_MEMORY_PER_MEGAPIXEL_GB * canvas[0] * canvas[1] / 1e6
+
+
+# Peak memory of sampling: 1.3, 3.4 and 11.2 GB for 1024, 2048 and 4096 px (0.62-0.67 GB per
+# megapixel after a fixed part), rounded up.
+SAMPLE_MEMORY_FIXED_GB = 1.0
+SAMPLE_MEMORY_PER_MEGAPIXEL_GB = 0.75
+
+
+def preview_sheet(source, samples, labels=None):
+    """[(image, label)] for a sheet: the source first, then the samples."""
+    labels = labels or [f'seed {seed}' for seed in PREVIEW_SEEDS[:len(samples)]]
+    return [(source, 'source')] + list(zip(samples, labels))
+
+
+def check_sample_size(shape, tileable):
+    """InputError for a sample too small for the coarsest noise, or not tileable when it must be."""
+    height, width = shape
+    if min(shape) < generator.COARSEST:
+        raise InputError(f"a sample of {width}x{height} px is too small for the generator: its coarsest noise "
+                         f"is 1/{generator.COARSEST} of the size, so each side needs at least {generator.COARSEST} px")
+    if tileable and (height % generator.COARSEST or width % generator.COARSEST):
+        near = lambda side: max(generator.COARSEST, round(side / generator.COARSEST) * generator.COARSEST)  # noqa: E731
+        raise InputError(f"this generator was trained --tileable: samples tile when their sides are multiples "
+                         f"of {generator.COARSEST}, and {width}x{height} is not (try {near(width)}x{near(height)})")

@@ -1,0 +1,430 @@
+"""The feed-forward generator: its network, its training, checkpoints, sampling, the SavedModel, the CLI."""
+import csv
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import feedforward
+import generator
+import losses
+import synthesize
+import train
+from conftest import ROOT, real_weights_path
+from utils import InputError, load_image
+
+SOURCE = load_image(os.path.join(ROOT, 'images', 'texture1.jpg'), 48)
+LAYERS = {'conv1_1': 1.0, 'pool1': 1.0, 'pool2': 1.0}
+OBJECTIVE = synthesize.Objective.texture(SOURCE, LAYERS)
+
+
+def random_state(seed=0):
+    """A generator's weights as training would leave them: random, not the initialisation."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        generator.build(generator.noise_inputs([0, 0], 1, 32, 32))
+        session.run(tf.compat.v1.global_variables_initializer())
+        state = session.run(generator.variables())
+    rng = np.random.default_rng(seed)
+    return {name: (value + rng.normal(0, 0.1, value.shape)).astype(np.float32) for name, value in state.items()}
+
+
+@pytest.fixture(scope='module')
+def sampler():
+    sampler = feedforward.Sampler(random_state())
+    yield sampler
+    sampler.close()
+
+
+# ---------------------------------------------------------------- the network
+
+@pytest.mark.parametrize('shape', [(32, 32), (64, 96), (100, 37), (256, 256)])
+def test_samples_have_the_asked_shape_and_valid_pixels(sampler, shape):
+    image = sampler.sample(0, shape)
+    assert image.shape == (*shape, 3) and image.dtype == np.float32
+    assert image.min() >= 0.0 and image.max() <= 1.0
+    assert image.std() > 0.01  # a texture, not a flat colour
+
+
+def test_same_seed_same_sample_other_seed_another(sampler):
+    first, again, other = (sampler.sample(seed, (64, 64)) for seed in (3, 3, 4))
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).mean() > 0.01
+
+
+def test_a_sample_is_the_corner_of_its_canvas(sampler):
+    """Sizes that are not multiples of the coarsest noise are the top-left of the rounded-up canvas."""
+    np.testing.assert_array_equal(sampler.sample(7, (50, 40)), sampler.sample(7, (64, 64))[:50, :40])
+
+
+def test_samples_tile_without_a_seam(sampler):
+    """Circular padding everywhere: a sample whose sides are multiples of 32 is a torus. Its seam
+    must look like any other row or column (the test --tileable runs use)."""
+    image = sampler.sample(1, (64, 96)).astype(np.float64)
+    seam_rows = np.abs(image[0] - image[-1]).mean()
+    inner_rows = np.mean([np.abs(image[i] - image[i + 1]).mean() for i in range(image.shape[0] - 1)])
+    seam_cols = np.abs(image[:, 0] - image[:, -1]).mean()
+    inner_cols = np.mean([np.abs(image[:, i] - image[:, i + 1]).mean() for i in range(image.shape[1] - 1)])
+    assert seam_rows < 1.5 * inner_rows and seam_cols < 1.5 * inner_cols
+
+
+def test_noise_comes_from_the_seed_alone():
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        maps = session.run(generator.noise_inputs([5, 0], 2, 64, 32))
+        again = session.run(generator.noise_inputs([5, 0], 2, 64, 32))
+        other = session.run(generator.noise_inputs([5, 1], 2, 64, 32))
+    assert [m.shape for m in maps] == [(2, 64 // 2 ** k, 32 // 2 ** k, 3) for k in reversed(range(generator.SCALES))]
+    for a, b, c in zip(maps, again, other):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+    assert all(0 <= m.min() and m.max() < 1 for m in maps)
+
+
+def numpy_instance_norm(x, scale, shift):
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    variance = x.var(axis=(1, 2), keepdims=True)
+    return (x - mean) / np.sqrt(variance + generator.EPSILON) * scale + shift
+
+
+def test_instance_normalisation_matches_numpy_and_its_gradient():
+    x = np.random.default_rng(2).normal(2.0, 3.0, (3, 5, 4, 6)).astype(np.float32)
+    weights = np.random.default_rng(3).normal(size=x.shape).astype(np.float32)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        placeholder = tf.compat.v1.placeholder(tf.float32, x.shape)
+        with tf.compat.v1.variable_scope('t'):
+            normalised = generator._normalise(placeholder, 'n')
+        scale, shift = [v for v in tf.compat.v1.global_variables()]
+        session.run([scale.assign(np.linspace(0.5, 2, 6)), shift.assign(np.linspace(-1, 1, 6))])
+        gradient = tf.gradients(tf.reduce_sum(normalised * weights), placeholder)[0]
+        value, grad = session.run([normalised, gradient], {placeholder: x})
+    np.testing.assert_allclose(value, numpy_instance_norm(x, np.linspace(0.5, 2, 6), np.linspace(-1, 1, 6)),
+                               rtol=1e-4, atol=1e-4)
+    # Finite differences on a few entries, in float64 numpy.
+    reference = lambda z: np.sum(numpy_instance_norm(z.astype(np.float64), np.linspace(0.5, 2, 6),  # noqa: E731
+                                                     np.linspace(-1, 1, 6)) * weights)
+    for index in [(0, 0, 0, 0), (1, 2, 3, 4), (2, 4, 1, 5)]:
+        step = np.zeros_like(x, np.float64)
+        step[index] = 1e-4
+        numeric = (reference(x + step) - reference(x - step)) / 2e-4
+        assert grad[index] == pytest.approx(numeric, rel=1e-2, abs=1e-3)
+
+
+def test_instance_normalisation_is_per_image():
+    """Unlike batch normalisation, an image's sample does not depend on the rest of its batch."""
+    x = np.random.default_rng(4).normal(size=(2, 8, 8, 4)).astype(np.float32)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        placeholder = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 4])
+        normalised = generator._normalise(placeholder, 'n')
+        session.run(tf.compat.v1.global_variables_initializer())
+        both = session.run(normalised, {placeholder: x})
+        alone = session.run(normalised, {placeholder: x[1:]})
+    np.testing.assert_allclose(both[1:], alone, atol=1e-5)
+
+
+def test_unit_gradient_keeps_the_value_and_rescales_the_gradient():
+    x = np.random.default_rng(5).normal(size=(1, 4, 4, 3))
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        placeholder = tf.compat.v1.placeholder(tf.float64, x.shape)
+        wrapped = losses.with_unit_gradient(placeholder, scale=0.25)
+        loss = tf.reduce_sum(1000.0 * wrapped ** 2)
+        value, wrapped_value, grad = session.run([loss, wrapped, tf.gradients(loss, placeholder)[0]],
+                                                 {placeholder: x})
+        zero = session.run(tf.gradients(tf.reduce_sum(0.0 * losses.with_unit_gradient(placeholder)),
+                                        placeholder)[0], {placeholder: x})
+    np.testing.assert_array_equal(wrapped_value, x)
+    assert value == pytest.approx(1000 * np.sum(x ** 2))
+    plain = 2000 * x
+    np.testing.assert_allclose(grad, plain * 0.25 / np.abs(plain).mean())
+    assert np.all(zero == 0)  # no gradient stays none, not NaN
+
+
+def test_the_objective_of_a_batch_is_the_mean_of_its_images(tiny_weights):
+    """One objective for both paths: a batch's losses are its images' own, averaged."""
+    images = np.random.default_rng(6).uniform(0, 1, (3, 32, 32, 3)).astype(np.float32)
+    for loss in synthesize.STYLE_LOSSES:
+        objective = synthesize.Objective([SOURCE], LAYERS, loss=loss)
+        with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+            import vgg16
+            shared = vgg16.weight_tensors(tiny_weights, up_to='pool2')
+            statistics = synthesize.source_statistics(session, shared, objective)
+            placeholder = tf.compat.v1.placeholder(tf.float32, [None, 32, 32, 3])
+            total, named, _ = synthesize.objective_losses(shared, objective, statistics, placeholder)
+            batch = session.run(named, {placeholder: images})
+            alone = [session.run(named, {placeholder: image[None]}) for image in images]
+        for name in batch:
+            assert batch[name] == pytest.approx(np.mean([values[name] for values in alone]), rel=1e-4), (loss, name)
+        graph = synthesize.Graph(tiny_weights, objective, (32, 32))  # the pixel optimisation's own graph
+        graph.set_image(images[0])
+        assert graph.evaluate()[0]['total'] == pytest.approx(alone[0]['total'], rel=1e-5)
+        graph.close()
+
+
+# ---------------------------------------------------------------- training
+
+def test_training_lowers_the_loss(tiny_weights):
+    trainer = feedforward.Trainer(tiny_weights, OBJECTIVE, (32, 32), batch_size=2, learning_rate=0.02)
+    totals = [losses['total'] for _, _, losses in feedforward.train(trainer, 60)]
+    trainer.close()
+    assert len(totals) == 60
+    assert np.mean(totals[-10:]) < np.mean(totals[:3]) / 3
+
+
+def test_checkpoint_round_trip_resumes_exactly(tiny_weights, tmp_path):
+    """Weights, Adam's moments and the step all come back: a resumed run continues as if never stopped."""
+    straight = feedforward.Trainer(tiny_weights, OBJECTIVE, (32, 32), batch_size=2)
+    straight_losses = [losses['total'] for _, _, losses in feedforward.train(straight, 6)]
+    final = straight.state()
+    straight.close()
+
+    first = feedforward.Trainer(tiny_weights, OBJECTIVE, (32, 32), batch_size=2)
+    list(feedforward.train(first, 3))
+    path = feedforward.save_checkpoint(first.state(), str(tmp_path / 'generator.npz'), {'tileable': False})
+    first.close()
+    state, meta = feedforward.load_checkpoint(path)
+    assert meta['format'] == feedforward.CHECKPOINT_FORMAT and int(state['global_step']) == 3
+    assert any(name.endswith('/Adam') for name in state) and 'beta1_power' in state
+    resumed = feedforward.Trainer(tiny_weights, OBJECTIVE, (32, 32), batch_size=2, state=state)
+    resumed_losses = [losses['total'] for _, _, losses in feedforward.train(resumed, 6)]
+    again = resumed.state()
+    resumed.close()
+    assert resumed_losses == pytest.approx(straight_losses[3:], rel=1e-5)
+    for name in final:
+        np.testing.assert_allclose(again[name], final[name], rtol=1e-5, atol=1e-7)
+
+
+def test_a_checkpoint_of_another_shape_is_refused(tiny_weights):
+    state = random_state()
+    state['generator/rgb/kernel'] = state['generator/rgb/kernel'][..., :2]
+    with pytest.raises(InputError, match='does not fit this generator'):
+        feedforward.Sampler(state)
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'garbage', 'not a checkpoint', 'nan'])
+def test_damaged_checkpoints_are_one_clear_error(tmp_path, damage):
+    path = str(tmp_path / 'generator.npz')
+    feedforward.save_checkpoint(random_state(), path, {'tileable': False})
+    data = open(path, 'rb').read()
+    if damage == 'truncated':
+        open(path, 'wb').write(data[:len(data) // 2])
+    elif damage == 'garbage':
+        open(path, 'wb').write(b'PK\x03\x04 broken' * 10)
+    elif damage == 'not a checkpoint':
+        np.savez(path, weights=np.zeros(3))
+    else:
+        state = random_state()
+        state['generator/rgb/bias'][0] = np.nan
+        feedforward.save_checkpoint(state, path, {'tileable': False})
+    with pytest.raises(InputError):
+        feedforward.load_checkpoint(path)
+
+
+def test_sample_sizes_are_checked():
+    with pytest.raises(InputError, match='at least 32 px'):
+        feedforward.check_sample_size((16, 64), tileable=False)
+    with pytest.raises(InputError, match='try 96x64'):
+        feedforward.check_sample_size((64, 100), tileable=True)
+    feedforward.check_sample_size((64, 100), tileable=False)
+
+
+# ---------------------------------------------------------------- the SavedModel
+
+def test_the_savedmodel_samples_the_same_images_in_a_fresh_process(sampler, tmp_path):
+    """Loaded with tf.saved_model.load alone, in a process that cannot import this project."""
+    path = sampler.export(str(tmp_path / 'savedmodel'))
+    sampler.export(path)  # a second export replaces the first
+    assert sorted(os.listdir(tmp_path)) == ['savedmodel']
+    script = ("import sys, numpy as np, tensorflow as tf\n"
+              "model = tf.saved_model.load(sys.argv[1])\n"
+              "out = model.signatures['serving_default'](seed=tf.constant(11, tf.int64), height=tf.constant(40),"
+              " width=tf.constant(72))\n"
+              "np.save(sys.argv[2], out['image'].numpy())\n")
+    result = subprocess.run([sys.executable, '-c', script, path, str(tmp_path / 'image.npy')],
+                            cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'PYTHONPATH': ''})
+    assert result.returncode == 0, result.stderr
+    image = np.load(tmp_path / 'image.npy')
+    assert image.shape == (1, 40, 72, 3)
+    np.testing.assert_allclose(image[0], sampler.sample(11, (40, 72)), atol=1e-6)
+
+
+# ---------------------------------------------------------------- train.py --feed-forward and sample.py
+
+@pytest.fixture
+def trained_run(tiny_weights_path, tmp_path, capsys):
+    out = str(tmp_path / 'runs')
+    code = train.cli(['--image', 'texture1.jpg', '--size', '48', '--feed-forward', '--iterations', '6',
+                      '--save-every', '3', '--output-size', '64', '--layers', 'conv1_1,pool1,pool2',
+                      '--weights', tiny_weights_path, '--out', out, '--name', 'gen'])
+    assert code == 0, capsys.readouterr().err
+    return os.path.join(out, 'gen')
+
+
+def test_feed_forward_run_writes_its_folder(trained_run):
+    assert sorted(os.listdir(trained_run)) == ['comparison.png', 'config.json', 'generator.npz', 'history.csv',
+                                               'loss.png', 'result.png', 'savedmodel', 'steps']
+    assert sorted(os.listdir(os.path.join(trained_run, 'steps'))) == ['step_00003.png', 'step_00006.png']
+    assert Image.open(os.path.join(trained_run, 'result.png')).size == (64, 64)
+    config = json.load(open(os.path.join(trained_run, 'config.json')))
+    assert config['mode'] == 'feed-forward' and config['status'] == 'finished'
+    assert config['iterations_done'] == 6 and config['batch_size'] == train.BATCH_SIZE
+    assert 50_000 < config['generator_parameters'] < 200_000
+    with open(os.path.join(trained_run, 'history.csv')) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row['step']) for row in rows] == list(range(1, 7))
+    assert not glob.glob(os.path.join(trained_run, '**', '*.tmp'), recursive=True)
+
+
+def test_resume_continues_to_the_new_step_count(trained_run, tiny_weights_path, capsys):
+    code = train.cli(['--resume', trained_run, '--iterations', '9', '--weights', tiny_weights_path])
+    assert code == 0, capsys.readouterr().err
+    config = json.load(open(os.path.join(trained_run, 'config.json')))
+    assert config['iterations_done'] == 9 and config['resumed_at'] == [6] and config['status'] == 'finished'
+    with open(os.path.join(trained_run, 'history.csv')) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row['step']) for row in rows] == list(range(1, 10))
+    seconds = [float(row['seconds']) for row in rows]
+    assert seconds == sorted(seconds)  # the clock goes on
+
+
+def run_script(script, args, timeout=180):
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_sample_py_writes_the_same_images_for_the_same_seed(trained_run, tmp_path):
+    out = str(tmp_path / 'samples')
+    result = run_script('sample.py', [trained_run, '--output-size', '96x64', '--count', '3', '--seed', '2',
+                                      '--out', out])
+    assert result.returncode == 0, result.stderr
+    assert 'Traceback' not in result.stderr
+    assert sorted(os.listdir(out)) == ['sample_96x64_seed2.png', 'sample_96x64_seed3.png',
+                                       'sample_96x64_seed4.png', 'sheet_96x64_seed2-4.png']
+    again = run_script('sample.py', [trained_run, '--output-size', '96x64', '--count', '1', '--seed', '3',
+                                     '--out', str(tmp_path / 'again')])
+    assert again.returncode == 0, again.stderr
+    first = np.asarray(Image.open(os.path.join(out, 'sample_96x64_seed3.png')))
+    second = np.asarray(Image.open(tmp_path / 'again' / 'sample_96x64_seed3.png'))
+    np.testing.assert_array_equal(first, second)
+    assert first.shape == (64, 96, 3)
+
+
+FEED_FORWARD_BAD_INPUTS = [
+    (['--feed-forward', '--optimizer', 'adam'], '--optimizer does not go with --feed-forward'),
+    (['--feed-forward', '--scales', '0.5,1'], '--scales does not go with --feed-forward'),
+    (['--feed-forward', '--init', 'uniform'], '--init does not go with --feed-forward'),
+    (['--feed-forward', '--iterations', '10,20'], 'one number of training steps'),
+    (['--feed-forward', '--batch-size', '0'], '--batch-size must be at least 1'),
+    (['--feed-forward', '--learning-rate', 'nan'], '--learning-rate must be a finite number > 0'),
+    (['--feed-forward', '--output-size', '16'], 'too small for the generator'),
+    (['--feed-forward', '--tileable', '--output-size', '100'], 'multiples of 32'),
+    (['--feed-forward', '--batch-size', '100000'], 'try --batch-size'),
+    (['--feed-forward', '--output-size', '100000'], 'GB of memory'),
+    (['--batch-size', '8'], '--batch-size is for --feed-forward'),
+    (['--resume', '{tmp}/nowhere'], 'is not a run folder'),
+]
+
+
+@pytest.mark.parametrize('args, message', FEED_FORWARD_BAD_INPUTS, ids=[m for _, m in FEED_FORWARD_BAD_INPUTS])
+def test_feed_forward_bad_input_is_one_line(tiny_weights_path, tmp_path, args, message):
+    args = [arg.replace('{tmp}', str(tmp_path)) for arg in args]
+    if '--resume' not in args:
+        args = ['--image', 'texture1.jpg', '--size', '48'] + args
+    result = run_script('train.py', args + ['--weights', tiny_weights_path, '--out', str(tmp_path / 'runs')])
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not os.path.exists(tmp_path / 'runs') or not os.listdir(tmp_path / 'runs')
+
+
+def test_resume_bad_inputs(trained_run, tiny_weights_path, tmp_path):
+    pixel_run = str(tmp_path / 'pixels')
+    os.makedirs(pixel_run)
+    json.dump({'mode': 'texture'}, open(os.path.join(pixel_run, 'config.json'), 'w'))
+    cases = [(['--resume', trained_run, '--batch-size', '2'], 'cannot be changed'),
+             (['--resume', trained_run, '--iterations', '6'], 'has trained 6 steps already'),
+             (['--resume', pixel_run], 'continues feed-forward runs')]
+    for args, message in cases:
+        result = run_script('train.py', args + ['--weights', tiny_weights_path])
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_sample_py_bad_inputs(trained_run, tmp_path):
+    no_generator = str(tmp_path / 'empty')
+    shutil.copytree(trained_run, no_generator)
+    os.remove(os.path.join(no_generator, 'generator.npz'))
+    truncated = str(tmp_path / 'truncated')
+    shutil.copytree(trained_run, truncated)
+    checkpoint = os.path.join(truncated, 'generator.npz')
+    open(checkpoint, 'r+b').truncate(os.path.getsize(checkpoint) // 3)
+    cases = [([no_generator], 'generator.npz not found'),
+             ([truncated], 'damaged or not a checkpoint'),
+             ([trained_run, '--output-size', '16'], 'too small for the generator'),
+             ([trained_run, '--output-size', '100000'], 'GB of memory'),
+             ([trained_run, '--count', '0'], '--count must be at least 1'),
+             ([trained_run, '--output-size', 'big'], '--output-size must look like'),
+             ([str(tmp_path / 'nowhere')], 'is not a run folder')]
+    for args, message in cases:
+        result = run_script('sample.py', args + ['--out', str(tmp_path / 'out')])
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+        assert not os.path.exists(tmp_path / 'out') or not os.listdir(tmp_path / 'out')
+
+
+@pytest.mark.parametrize('stop', ['SIGINT', 'SIGTERM'])
+def test_a_stopped_training_saves_a_checkpoint_that_resumes(tiny_weights_path, tmp_path, stop):
+    import signal
+    import time
+    out = str(tmp_path / 'runs')
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'train.py'), '--image', 'texture1.jpg', '--size', '48', '--feed-forward',
+         '--iterations', '1000000', '--output-size', '32', '--layers', 'conv1_1,pool1', '--weights',
+         tiny_weights_path, '--out', out, '--name', 'gen', '--save-every', '2'],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    history = os.path.join(out, 'gen', 'config.json')
+    deadline = time.time() + 120
+    while time.time() < deadline and not os.path.exists(os.path.join(out, 'gen', 'steps', 'step_00002.png')):
+        time.sleep(0.2)  # training has started
+    process.send_signal(getattr(signal, stop))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert 'Traceback' not in err
+    config = json.load(open(history))
+    assert config['status'] == 'interrupted' and config['iterations_done'] > 0
+    state, _ = feedforward.load_checkpoint(os.path.join(out, 'gen', 'generator.npz'))
+    assert int(state['global_step']) == config['iterations_done']
+    resumed = run_script('train.py', ['--resume', os.path.join(out, 'gen'), '--iterations',
+                                      str(config['iterations_done'] + 2), '--weights', tiny_weights_path])
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.load(open(history))['iterations_done'] == config['iterations_done'] + 2
+
+
+# ---------------------------------------------------------------- with the real weights
+
+@pytest.mark.skipif(real_weights_path() is None,
+                    reason="real VGG16 weights absent: run 'python weights.py' to fetch them (CI does)")
+def test_real_weights_training_moves_the_samples_gram_loss_down_by_orders_of_magnitude(real_weights):
+    source = load_image(os.path.join(ROOT, 'images', 'texture2.jpg'), 64)
+    layers = train.parse_layers(train.LAYERS, None)
+    objective = synthesize.Objective.texture(source, layers)
+    trainer = feedforward.Trainer(real_weights, objective, (64, 64), batch_size=2)
+    untrained = trainer.samples()
+    list(feedforward.train(trainer, 150))
+    trained = trainer.samples()
+    trainer.close()
+    graph = synthesize.Graph(real_weights, objective, (64, 64))
+
+    def loss(image):
+        graph.set_image(image)
+        return graph.evaluate()[0]['total']
+    before = np.mean([loss(image) for image in untrained])
+    after = np.mean([loss(image) for image in trained])
+    graph.close()
+    assert after < before / 100, (before, after)
