@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import scipy.optimize
 
-MEMORY = 10                   # curvature pairs kept: scipy's default; 5 ended the baseline 11% higher (README)
+MEMORY = 10                   # curvature pairs kept: scipy's default; 5 ended the baseline 11% higher (docs/design.md)
 SUFFICIENT_DECREASE = 1e-3    # L-BFGS-B's line-search constants (its ftol and gtol)
 CURVATURE = 0.9
 

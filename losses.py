@@ -58,7 +58,7 @@ def gram_matrix(features):
 
     Always a float32 Gram. From bfloat16 features the product itself runs in bfloat16:
     oneDNN (and cuBLAS) accumulate its M-term sums in float32 and only round the result,
-    to about 0.2%, which left the optimisation's path unchanged (README, Speed), while
+    to about 0.2%, which left the optimisation's path unchanged (docs/benchmarks.md), while
     casting F to float32 first made the Gram's product a quarter of an evaluation's kernel time.
     """
     shape = tf.shape(features)
@@ -236,7 +236,7 @@ def sliced_wasserstein_loss_for_layer(noise_features, targets, directions, host_
     one objective); targets [K, M] from `quantile_targets`. Heitz et al. 2021.
 
     host_sort (default: when TensorFlow sees no GPU) sorts in numpy instead of with
-    tf.sort, whose CPU kernel is 3-4x slower than numpy's argsort here (README):
+    tf.sort, whose CPU kernel is 3-4x slower than numpy's argsort here (docs/design.md):
     each projection is paired with the target of its rank, and since that pairing
     is constant almost everywhere, mean((F d - paired target)^2) has the same value
     and gradient as the sorted form.

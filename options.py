@@ -17,10 +17,10 @@ with quiet_stderr():
 WEIGHTING = 'mean'
 ITERATIONS = {'lbfgs': 200, 'adam': 2000}   # at one scale
 # each coarse stage of --scales; 140 L-BFGS iterations at half size (27 ms each at 256 px) reached the
-# baseline's loss 2-6% sooner than 100 on texture1 and texture4, with a lower final loss (README, Speed)
+# baseline's loss 2-6% sooner than 100 on texture1 and texture4, with a lower final loss (docs/benchmarks.md)
 COARSE_ITERATIONS = {'lbfgs': 140, 'adam': 500}
 FINE_ITERATIONS = {'lbfgs': 100, 'adam': 1000}    # the full-size stage after coarse ones
-# Peak memory of a run (README, Large outputs): a fixed part (TensorFlow, the weights, the
+# Peak memory of a run (docs/benchmarks.md, peak memory): a fixed part (TensorFlow, the weights, the
 # source's network) and a part per pixel of the full-size stage, where VGG16's activations, their
 # gradients and the SWD's sorted projections dominate. Fitted to runs of texture1 at 1024-2048 px
 # on this project's machine and rounded up, so every measured peak is 1.0-1.3x under its estimate.

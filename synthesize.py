@@ -48,7 +48,7 @@ def session_config():
     # Grappler's memory optimiser turns some sums (gram+swd's Gram total plus its SWD) into
     # in-place accumulation (TemporaryVariable + AssignAdd) in whatever order the terms
     # arrive, so the total's rounding changed from process to process and L-BFGS amplified
-    # it. Off, every run repeats bitwise, at no measured cost (README, `--loss swd`).
+    # it. Off, every run repeats bitwise, at no measured cost (docs/design.md, `--loss swd`).
     config.graph_options.rewrite_options.memory_optimization = rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
     return config
 
@@ -111,7 +111,7 @@ def source_statistics(session, shared, objective, pooling='avg', tileable=False)
     # Tileable: the result has no border, so the source's statistics must not have one either.
     # Zero padding gives them features of a grey frame, which a tileable result imitates
     # with grey smears; circular padding gives them the source's own seam, which it
-    # imitates with straight lines. A mirror has neither (README, --tileable).
+    # imitates with straight lines. A mirror has neither (docs/design.md, --tileable).
     model = vgg16.Vgg16(shared, pooling, padding='reflect' if tileable else 'zero').build(source, deepest)
     # Gram losses need only the Grams, a fraction of the data to fetch; the SWD needs whole maps.
     wanted = {'grams': {layer: losses.gram_matrix(getattr(model, layer))[0] for layer in style_layers}}
@@ -277,7 +277,7 @@ def _lbfgs(graph, start, iterations):
     values, gradient = graph.evaluate()  # of `start`, which the caller has set
     yield 0, start, values
     # numpy's vector work goes to OpenBLAS, whose extra threads keep spinning after it and take
-    # cores from TensorFlow: with one BLAS thread texture4's default run took 13 s, not 20 (README, Speed).
+    # cores from TensorFlow: with one BLAS thread texture4's default run took 13 s, not 20 (docs/benchmarks.md).
     with threadpool_limits(limits=1, user_api='blas'):
         steps = lbfgs.minimize(evaluate, start, iterations,
                                start=(values['total'], gradient.ravel().astype(np.float64), values))
@@ -297,7 +297,7 @@ def coarse_style_layers(layer_weights):
     pixels, about what conv4_1 sees at full size. The deepest block would constrain structures
     wider than anything the full-size objective asks for, and at a small size it sees so few
     positions that its Grams pin down the source's layout. Measured without conv4_1 at the
-    coarse stages (README, Speed): the baseline's loss reached 0.2-1 s sooner at 256 px and
+    coarse stages (docs/benchmarks.md): the baseline's loss reached 0.2-1 s sooner at 256 px and
     1-3 s sooner at 512 px, with about the same final losses and layout scores; also leaving
     out conv3_x at a quarter size ended texture1 at 512 px 13% higher. If every layer is in
     the deepest block, a coarse stage keeps them all.
@@ -350,7 +350,7 @@ def synthesize(weights, objective, output_shape, pooling='avg', optimizer='lbfgs
     image, offset = initial_image, 0
     # Each stage's graph is built on a second thread while the stage before it runs: building
     # one takes 0.4 s at 256 px, mostly Python and graph optimisation, and a coarse stage's small
-    # kernels leave the CPU partly idle (texture4 reached full size 0.35 s sooner, README Speed).
+    # kernels leave the CPU partly idle (texture4 reached full size 0.35 s sooner, docs/benchmarks.md).
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as builder:
         prepared = builder.submit(build, 0, precision)
         try:

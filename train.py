@@ -39,21 +39,21 @@ with quiet_stderr():  # TensorFlow's start-up chatter says nothing a user can ac
 
 SIZE = 256                 # texture: the source's shorter side; style transfer: the output's, at most
 OPTIMIZER = 'lbfgs'
-SCALES = 'auto'     # coarse to fine while the coarse stage keeps COARSE_MIN_SIDE px (README, Speed)
+SCALES = 'auto'     # coarse to fine while the coarse stage keeps COARSE_MIN_SIDE px (docs/benchmarks.md)
 PRECISION = 'auto'  # bfloat16 on CPUs with bfloat16 instructions (1.4x faster here), else float32
 LOSS = 'gram'
 # The course's 13 conv layers (`all-conv`) up to conv4_1: with mean weighting the deeper five
-# give under 2% of the gradient (README, Speed), the result looks the same, and each iteration
-# is 1.4x cheaper without them. all-conv was cleaner than Gatys' five layers (README).
+# give under 2% of the gradient (docs/benchmarks.md), the result looks the same, and each iteration
+# is 1.4x cheaper without them. all-conv was cleaner than Gatys' five layers (docs/design.md).
 LAYERS = 'conv1_1,conv1_2,conv2_1,conv2_2,conv3_1,conv3_2,conv3_3,conv4_1'
 POOLING = 'avg'
-INIT = {'texture': 'mean-noise',  # cleaner than uniform noise at the same cost (README)
+INIT = {'texture': 'mean-noise',  # cleaner than uniform noise at the same cost (docs/design.md)
         'style': 'content'}       # fewer iterations than from noise, and the photo stays sharp
 SEED = 0
 OUT = 'runs'
 SAVE_EVERY = {'optimise': 50, 'feed-forward': 250}   # iterations, or generator training steps
 LOG_INTERVAL = 30.0          # seconds between progress lines when stderr is not a terminal
-# Style transfer. Chosen by looking at results (README): the style loss is a mean
+# Style transfer. Chosen by looking at results (docs/design.md): the style loss is a mean
 # over the --layers' Gram losses and the content loss is Coursera's J_content.
 CONTENT_LAYERS = ','.join(losses.CONTENT_LAYERS)
 CONTENT_WEIGHT = 5e3

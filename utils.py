@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 IMAGES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'images')
 # oneDNN's CPU kernels: TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI/BF16
 # or AMX. On an AVX2-only CPU, like most laptops', VGG16's forward and backward pass ran
-# 1.3-1.5x faster with them (README, Speed). TensorFlow reads this once, when it loads, so it
+# 1.3-1.5x faster with them (docs/benchmarks.md). TensorFlow reads this once, when it loads, so it
 # is set here, and every module that loads TensorFlow imports utils first. A value the user set wins.
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
@@ -108,7 +108,7 @@ INITS = ('mean-noise', 'uniform')
 # Amplitude of the Gaussian noise around the source's mean colour ('mean-noise').
 # Small on purpose: pixel noise that VGG barely sees is never optimised away,
 # so whatever the start has of it stays in the result (uniform noise leaves
-# visible colour speckle after 200 L-BFGS iterations; see README).
+# visible colour speckle after 200 L-BFGS iterations; see docs/design.md).
 MEAN_NOISE_STD = 0.02
 
 

@@ -102,7 +102,7 @@ class Vgg16:
             raise ValueError(f"padding must be one of {tuple(PADDINGS)}, not {padding!r}")
         self.weights = weights
         self.pooling = pooling
-        self.dtype = tf.as_dtype(dtype)  # bfloat16: ~1.6x faster on CPUs with AVX512-BF16 (README)
+        self.dtype = tf.as_dtype(dtype)  # bfloat16: ~1.6x faster on CPUs with AVX512-BF16 (docs/benchmarks.md)
         self.padding = padding
         self.layers = {}
 

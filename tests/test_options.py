@@ -8,7 +8,7 @@ from utils import InputError
 # train.py's default layers when the peaks below were measured
 DEFAULT = ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3', 'conv4_1']
 ALL_CONV = list(losses.GRAM_LAYERS)
-# Peak memory measured with /usr/bin/time (README, Large outputs): texture1 from a 256 px source.
+# Peak memory measured with /usr/bin/time (docs/benchmarks.md, peak memory): texture1 from a 256 px source.
 MEASURED_GB = [
     ((1024, 1024), 'gram', 'bfloat16', DEFAULT, 2.63), ((1536, 1536), 'gram', 'bfloat16', DEFAULT, 4.49),
     ((2048, 2048), 'gram', 'bfloat16', DEFAULT, 7.12), ((1024, 1024), 'gram', 'float32', DEFAULT, 3.61),

@@ -218,7 +218,7 @@ def test_losses_are_summed_in_a_fixed_order(real_weights, loss):
     Grappler's memory optimiser had rewritten gram+swd's total at 256 px into a
     temporary variable that each term is added to as it arrives: an order that
     changes with thread timing, so totals differed by an ulp from process to
-    process (README). Smaller graphs, and the tiny test network, never got it.
+    process (docs/design.md). Smaller graphs, and the tiny test network, never got it.
     """
     source = np.random.default_rng(3).uniform(0, 1, (64, 64, 3)).astype(np.float32)
     layers = dict.fromkeys(vgg16.CONV_LAYERS[:vgg16.CONV_LAYERS.index('conv4_1') + 1], 1 / 8)  # the defaults
