@@ -12,14 +12,21 @@ like. Each run is its own process, so its peak memory is its own. Printed as a
 table, written to --out as benchmark.json with a side-by-side PNG per texture.
 Machines are noisy: compare within one run and quote ratios. Not a test.
 """
+import sys
+
+if __name__ == '__main__':  # Ctrl-C while Python and the modules load: a quiet exit, not a traceback
+    import signal
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
 import resource
 import shlex
 import subprocess
-import sys
 import time
 
 import utils
@@ -79,6 +86,19 @@ def measure(image, size, options, out, name):
             'total_s': round(total, 2), 'final_loss': curve[-1][1], 'curve': curve,
             'result': os.path.join(out, f'{name}.png'),
             'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def parse_variant(parser, text):
+    """'bf16=--precision bfloat16' -> ('bf16', '--precision bfloat16'); the name becomes a file name
+    inside --out, so it must be a plain one."""
+    name, equals, options = text.partition('=')
+    if not equals:
+        parser.error(f"--variant must look like NAME=OPTIONS (e.g. \"bf16=--precision bfloat16\"), not {text!r}")
+    try:
+        utils.check_folder_name(name.strip(), '--variant NAME')
+    except utils.InputError as error:
+        parser.error(str(error))
+    return name.strip(), options
 
 
 def texture_name(image):
@@ -198,21 +218,45 @@ def report(rows, variants, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--images', nargs='+', default=list(IMAGES), help='(default: %(default)s)')
-    parser.add_argument('--sizes', type=int, nargs='+', default=list(SIZES), help='(default: %(default)s)')
+    from train import OneLineErrors
+    parser = OneLineErrors(description=__doc__.split('\n')[0])
+    parser.add_argument('--images', nargs='+', default=list(IMAGES),
+                        help='textures: file names in images/ or paths (default: %(default)s)')
+    parser.add_argument('--sizes', type=int, nargs='+', default=list(SIZES),
+                        help="the sources' shorter sides in pixels (default: %(default)s)")
     parser.add_argument('--variant', action='append', default=None, metavar='NAME=OPTIONS',
-                        help='train.py options to compare with the baseline (default: "default=", '
-                             "train.py's defaults)")
-    parser.add_argument('--out', default=OUT, help='(default: %(default)s)')
+                        help='train.py options to compare with the baseline, e.g. "bf16=--precision bfloat16"; '
+                             "repeat for more (default: \"default=\", train.py's defaults)")
+    parser.add_argument('--out', default=OUT,
+                        help='folder for benchmark.json, the results and the side-by-side PNGs (default: %(default)s)')
     parser.add_argument('--one', nargs=4, help=argparse.SUPPRESS)  # child: image size options name
     args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as error:
+        parser.error(f"cannot write to --out {args.out}: {error.strerror or error}")
     if args.one:
         image, size, options, name = args.one
         print(json.dumps(measure(image, int(size), options, args.out, name)))
         return 0
-    variants = [('baseline', BASELINE)] + [tuple(v.split('=', 1)) for v in (args.variant or ['default='])]
+    variants = [('baseline', BASELINE)] + [parse_variant(parser, v) for v in (args.variant or ['default='])]
+    if len({name for name, _ in variants}) < len(variants):
+        parser.error("--variant names must differ from each other and from 'baseline'")
+    # Every variant's options, and every image and size, are checked before the first run starts.
+    import train
+    for size in args.sizes:
+        if size < 1:
+            parser.error(f"--sizes must be at least 1, not {size}")
+        for image in args.images:
+            for name, options in variants:
+                try:
+                    with contextlib.redirect_stderr(io.StringIO()):  # said below, in one line
+                        train.parse_args(['--image', image, '--size', str(size)] + shlex.split(options))
+                    utils.image_shape(utils.find_image(image))
+                except train.OptionError as error:
+                    parser.error(f"--variant {name}: {error.message}")
+                except utils.InputError as error:
+                    parser.error(str(error))
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}", flush=True)
     rows, interrupted = run_all(args.images, args.sizes, variants, args.out)

@@ -16,12 +16,16 @@ Per texture, in one process and one run (machines are noisy: compare within it):
 Scores are compare.py's (scores.py). Printed, and written to --out as feedforward.json with a
 sheet of each texture's samples. Not a test.
 """
-import argparse
+import sys
+
+if __name__ == '__main__':  # Ctrl-C while Python and the modules load: a quiet exit, not a traceback
+    import signal
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
 import os
 import platform
 import resource
 import subprocess
-import sys
 import time
 
 import utils
@@ -229,7 +233,8 @@ def report(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    from train import OneLineErrors
+    parser = OneLineErrors(description=__doc__.split('\n')[0])
     parser.add_argument('--images', nargs='+', default=list(IMAGES), help='textures (default: %(default)s)')
     parser.add_argument('--size', type=int, default=SIZE, help="the source's shorter side (default: %(default)s)")
     parser.add_argument('--minutes', type=float, default=MINUTES,

@@ -8,6 +8,13 @@ first, then the results, best first), report.html (self-contained) and, for a
 sweep, loss_curves.png and runs/ (one train.py run folder per configuration).
 Rerunning a sweep's command resumes it: finished configurations are kept.
 """
+import sys
+
+if __name__ == '__main__':  # Ctrl-C while Python and the modules load: a quiet exit, not a traceback
+    import signal
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
+import contextlib
 import csv
 import hashlib
 import itertools
@@ -15,27 +22,22 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 
+import numpy as np
+
+# No TensorFlow here, so --help and option errors answer at once: vgg_features loads it.
+import layers
+import report
+import scores
+import train
+import utils
+import weights as vgg_weights
 from utils import InputError, find_image, load_image, quiet_stderr
-
-with quiet_stderr():
-    import numpy as np
-    import tensorflow as tf
-
-    import losses
-    import report
-    import scores
-    import synthesize
-    import train
-    import utils
-    import vgg16
-    import weights as vgg_weights
 
 OUT = 'reports'
 SIZE = train.SIZE   # the source is scaled as train.py scales it
-GRAM_LAYERS = losses.GRAM_LAYERS                                  # the course's objective, mean
+GRAM_LAYERS = layers.GRAM_LAYERS                                  # the course's objective, mean
 SWD_LAYERS = ('conv1_1', 'conv2_1', 'conv3_1', 'conv4_1', 'conv5_1')  # the first of each block
 # A result is flagged as a copy of the source when its thumbnail lines up with the
 # source's (new textures measured 0.11-0.30, copies 0.9-1.0), or when its patches are
@@ -86,6 +88,11 @@ def parse_args(argv=None):
                              'finds the same folder and a sweep resumes)')
     parser.add_argument('--weights', default=None, help='VGG16 weights file (as train.py --weights)')
     args, rest = parser.parse_known_args(argv)
+    if args.name is not None:
+        try:
+            utils.check_folder_name(args.name)
+        except InputError as error:
+            parser.error(str(error))
     # Scoring: the rest are result images; a sweep: train.py options.
     args.results, passthrough = ([], rest) if args.image is not None else (rest, [])
     if (args.source is None) == (args.image is None):
@@ -142,6 +149,8 @@ def expand_sweeps(sweeps, passthrough):
             raise ValueError(f"--{key} is both swept and given")
         separator = '|' if '|' in values else ','
         choices = [value.strip() for value in values.split(separator) if value.strip()]
+        if not choices:
+            raise ValueError(f"--sweep {key}: no values in {values!r}")
         if len(set(choices)) != len(choices):
             raise ValueError(f"--sweep {key}: a value is repeated")
         if options[option].nargs == 0 and not set(choices) <= set(SWITCH_VALUES):
@@ -174,6 +183,11 @@ def switch_or_option(key, value):
 
 def vgg_features(network_weights, images, layers):
     """[{layer: [H, W, N] features}] for each image: one graph, images of any size."""
+    with quiet_stderr():  # TensorFlow's start-up chatter
+        import tensorflow as tf
+
+        import synthesize
+        import vgg16
     graph = tf.Graph()
     with graph.as_default():
         placeholder = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
@@ -202,18 +216,31 @@ def score(result, source, result_features, source_features):
     return row
 
 
-def score_all(network_weights, pairs):
-    """pairs: [(result, source)] -> [score row]; each distinct source goes through VGG16 once."""
+def check_scoring_size(shape, what):
+    """InputError for an image too small for the scores' deepest layer, or too large for the free
+    memory (its VGG16 features are computed whole), before it is loaded."""
+    import options
+    needed = layers.min_input_size(layers.deepest(GRAM_LAYERS))
+    if min(shape) < needed:
+        raise InputError(f"{what} is {shape[1]}x{shape[0]} px: scores need at least {needed} px per side")
+    options.check_memory(shape, 'gram', 'float32', GRAM_LAYERS, '--size')
+
+
+def score_all(network_weights, pairs, stop=None):
+    """pairs: [(result, source)] -> [score row]; each distinct source goes through VGG16 once.
+    A stop request (Ctrl-C) ends it between two results, as KeyboardInterrupt."""
     sources = {id(source): source for _, source in pairs}
     for result, _ in pairs:
-        if min(result.shape[:2]) < vgg16.min_input_size(vgg16.deepest(GRAM_LAYERS)):
-            raise InputError(f"a result is {result.shape[1]}x{result.shape[0]} px: scores need at least "
-                             f"{vgg16.min_input_size(vgg16.deepest(GRAM_LAYERS))} px per side")
+        check_scoring_size(result.shape[:2], 'a result')
     features = vgg_features(network_weights, [r for r, _ in pairs] + list(sources.values()),
-                            sorted(set(GRAM_LAYERS + SWD_LAYERS), key=vgg16.LAYER_NAMES.index))
+                            sorted(set(GRAM_LAYERS + SWD_LAYERS), key=layers.LAYER_NAMES.index))
     source_features = dict(zip(sources, features[len(pairs):]))
-    return [score(result, source, result_features, source_features[id(source)])
-            for (result, source), result_features in zip(pairs, features)]
+    rows = []
+    for (result, source), result_features in zip(pairs, features):
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
+        rows.append(score(result, source, result_features, source_features[id(source)]))
+    return rows
 
 
 def ranked(rows):
@@ -271,15 +298,18 @@ def digest(*parts):
 
 # ---------------------------------------------------------------- the two modes
 
-def score_images(args, network_weights):
+def score_images(args, network_weights, stop=None):
     source_path = find_image(args.source)
+    check_scoring_size(utils.image_shape(source_path, args.size or None), 'the source (after --size)')
     source = load_image(source_path, args.size or None)
     paths = [find_image(path) for path in args.results]
+    for path in paths:
+        check_scoring_size(utils.image_shape(path), f'result {path}')
     results = [load_image(path) for path in paths]
     names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
     if len(set(names)) < len(names):  # runs/*/result.png: name them by their folder
         names = [os.path.join(os.path.basename(os.path.dirname(os.path.abspath(p))), n) for p, n in zip(paths, names)]
-    rows = score_all(network_weights, [(result, source) for result in results])
+    rows = score_all(network_weights, [(result, source) for result in results], stop)
     for row, name, path, result in zip(rows, names, paths, results):
         row.update(name=name, path=os.path.abspath(path), image=result)
     rows = ranked(rows)
@@ -296,14 +326,62 @@ def run_status(run_dir):
     try:
         with open(os.path.join(run_dir, 'config.json')) as handle:
             return json.load(handle).get('status')
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return None
+
+
+def finished_run(run_dir):
+    """(config, history) of a configuration that finished and whose files all read back, else None:
+    a run folder damaged by hand (or by a full disk) counts as unfinished work, to be run again."""
+    if run_status(run_dir) not in DONE or not os.path.isfile(os.path.join(run_dir, 'result.png')):
+        return None
+    try:
+        with open(os.path.join(run_dir, 'config.json')) as handle:
+            config = json.load(handle)
+        with open(os.path.join(run_dir, 'history.csv'), newline='') as handle:
+            history = [{k: float(v) if v != '' else math.nan for k, v in row.items()}  # '': not computed
+                       for row in csv.DictReader(handle)]
+        load_image(os.path.join(run_dir, 'result.png'))
+    except (OSError, ValueError, TypeError, InputError):
+        return None
+    return (config, history) if history and {'image', 'size'} <= set(config) else None
+
+
+@contextlib.contextmanager
+def sweep_lock(folder):
+    """One sweep per report folder at a time: a second identical command would delete the first's
+    running configuration and write into its report. The lock goes with the process."""
+    path = os.path.join(folder, '.lock')
+    try:
+        handle = open(path, 'a+')
+    except OSError as error:
+        raise InputError(f"cannot write to {folder}: {error.strerror or error}") from None
+    try:
+        try:
+            import fcntl
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # Windows
+            import msvcrt
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+    except OSError:
+        handle.close()
+        raise InputError(f"another compare.py is running this sweep in {folder}: wait for it to finish, "
+                         "or give this one another --name") from None
+    try:
+        yield
+    finally:
+        handle.close()
 
 
 def run_sweep(args, network_weights, stop=None):
     base = ['--image', args.image] + args.passthrough
     stem = os.path.splitext(os.path.basename(args.image))[0]
     folder = folder_for(args, f'{stem}-sweep-{digest(base, args.sweep)}')
+    with sweep_lock(folder):
+        return sweep_in(folder, args, network_weights, base, stop)
+
+
+def sweep_in(folder, args, network_weights, base, stop):
     runs_dir = os.path.join(folder, 'runs')
     total, started, ran, interrupted = len(args.configurations), time.time(), 0, False
     print(f"sweep of {total} configurations in {folder}", file=sys.stderr)
@@ -313,7 +391,7 @@ def run_sweep(args, network_weights, stop=None):
             break
         run_dir = os.path.join(runs_dir, name)
         prefix = f"[{index}/{total}] {name}"
-        if run_status(run_dir) in DONE and os.path.isfile(os.path.join(run_dir, 'result.png')):
+        if finished_run(run_dir) is not None:
             print(f"{prefix}: finished earlier, kept", file=sys.stderr)
             continue
         if os.path.exists(run_dir):
@@ -335,19 +413,16 @@ def run_sweep(args, network_weights, stop=None):
     for name, _ in args.configurations:
         run_dir = os.path.join(runs_dir, name)
         status = run_status(run_dir)
-        if not os.path.isfile(os.path.join(run_dir, 'result.png')):
+        kept = finished_run(run_dir) if status in DONE else None
+        if kept is None:
             continue
-        with open(os.path.join(run_dir, 'config.json')) as handle:
-            config = json.load(handle)
+        config, histories[name] = kept
         key = (config['image'], config['size'])
         if key not in sources:
             sources[key] = load_image(config['image'], config['size'])
         pairs.append((load_image(os.path.join(run_dir, 'result.png')), sources[key]))
         rows.append({'name': name, 'status': status, 'seconds': config.get('seconds'),
                      'final_loss': config.get('final_loss'), 'run_dir': os.path.abspath(run_dir)})
-        with open(os.path.join(run_dir, 'history.csv')) as handle:
-            histories[name] = [{k: float(v) if v != '' else math.nan for k, v in row.items()}  # '': not computed
-                               for row in csv.DictReader(handle)]
     if not rows:
         print("no configuration finished: nothing to score", file=sys.stderr)
         return folder, interrupted
@@ -372,8 +447,13 @@ def cached_scores(network_weights, rows, pairs):
         result_path = os.path.join(row['run_dir'], 'result.png')
         scores_found = None
         if os.path.isfile(path) and os.path.getmtime(path) >= os.path.getmtime(result_path):
-            with open(path) as handle:
-                scores_found = json.load(handle)
+            try:
+                with open(path) as handle:
+                    scores_found = json.load(handle)
+            except (OSError, ValueError):  # damaged: scored again
+                scores_found = None
+            if not isinstance(scores_found, dict):
+                scores_found = None
         if scores_found is None or 'layout_limit' not in scores_found:  # none yet, or from before the limit
             missing.append(index)
         cached.append(scores_found)
@@ -389,7 +469,7 @@ def main(argv=None, stop=None):
     weights_path = vgg_weights.resolve_weights_path(args.weights, log=lambda m: print(m, file=sys.stderr))
     network_weights = vgg_weights.load_weights(weights_path)
     if args.source is not None:
-        folder, interrupted = score_images(args, network_weights), False
+        folder, interrupted = score_images(args, network_weights, stop), False
     else:
         folder, interrupted = run_sweep(args, network_weights, stop)
     print(f"report: {os.path.join(folder, 'report.html')}", file=sys.stderr)
@@ -399,12 +479,14 @@ def main(argv=None, stop=None):
 def cli(argv=None):
     utils.report_crashes()
     try:
-        with utils.stop_requests() as stop:
+        with utils.stop_requests(after='this result') as stop:
             return main(argv, stop)
     except (InputError, vgg_weights.WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
     except KeyboardInterrupt:
-        print("interrupted: finished results are kept; rerun the same command to resume", file=sys.stderr)
+        print("interrupted: finished results are kept; rerun the same command to resume"
+              if '--sweep' in ' '.join(argv if argv is not None else sys.argv) else
+              "interrupted: nothing written", file=sys.stderr)
         return 130
     return 2
 

@@ -24,9 +24,9 @@ import tensorflow as tf
 import generator
 import synthesize
 import vgg16
+from options import GENERATOR_LEARNING_RATE
 from utils import InputError, atomic_write
 
-LEARNING_RATE = 0.005         # Adam; 0.002-0.1 measured on texture1 (docs/feedforward.md)
 # The last quarter of the steps at a fifth of the rate: Adam's steps then stop stirring what the
 # generator has learnt (texture1, 210 s of training: SWD 114 against 119 without).
 FINE_TUNE_FROM, FINE_TUNE_FACTOR = 0.75, 0.2
@@ -43,7 +43,7 @@ class Trainer:
     """
 
     def __init__(self, weights, objective, sample_shape, batch_size, pooling='avg', precision='float32',
-                 tileable=False, seed=0, learning_rate=LEARNING_RATE, iterations=None, state=None):
+                 tileable=False, seed=0, learning_rate=GENERATOR_LEARNING_RATE, iterations=None, state=None):
         self.graph = tf.Graph()
         self.sample_shape = tuple(sample_shape)
         with self.graph.as_default():

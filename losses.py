@@ -25,22 +25,14 @@ either a model (anything with layer attributes, read with getattr) or a dict
 {layer: Gram matrix} computed once with `source_grams`, so the optimisation
 loop never runs the source image through VGG again.
 """
-import math
 from collections.abc import Mapping
 
 import numpy as np
 import utils  # noqa: F401  before TensorFlow: it turns oneDNN on where TensorFlow would not
 import tensorflow as tf
 
-from vgg16 import CONV_LAYERS, LAYER_NAMES
-
-# The course's default: all 13 conv layers (after ReLU).
-GRAM_LAYERS = CONV_LAYERS
-# Gatys et al. 2015's texture layers.
-GATYS_LAYERS = ('conv1_1', 'pool1', 'pool2', 'pool3', 'pool4')
-WEIGHTINGS = ('mean', 'sum', 'geometric')
-GEOMETRIC_RATIO = 10.0  # 'geometric': each successive layer weighs 10x the previous
-
+from layers import (CONTENT_LAYERS, GATYS_LAYERS, GEOMETRIC_RATIO, GRAM_LAYERS,  # noqa: F401  (losses.X as before)
+                    WEIGHTINGS, check_layer_weights, layer_weights)
 
 def at_least_float32_dtype(dtype):
     """bfloat16 and float16 -> float32; float32 and float64 stay."""
@@ -97,44 +89,6 @@ def get_l2_gram_loss_for_layer(noise, source, layer):
     return tf.nn.l2_loss(source_gram - noise_gram) / 2
 
 
-def layer_weights(layers=GRAM_LAYERS, weighting='mean'):
-    """Resolve a weighting into an explicit {layer: weight} dict (network order).
-
-    'mean'      1/L each: the course's reference, the mean over the L layers
-    'sum'       1 each
-    'geometric' 10, 100, 1000, ... in network order: deeper layers dominate
-    a mapping   {layer: weight}, used as given (the total is sum w_l * E_l)
-    """
-    if isinstance(weighting, Mapping):
-        weights = {layer: float(weight) for layer, weight in weighting.items()}
-    else:
-        check_layer_weights({layer: 1.0 for layer in layers})  # names first, before sorting by them
-        ordered = sorted(layers, key=LAYER_NAMES.index)
-        if weighting == 'mean':
-            weights = {layer: 1.0 / len(ordered) for layer in ordered}
-        elif weighting == 'sum':
-            weights = {layer: 1.0 for layer in ordered}
-        elif weighting == 'geometric':
-            weights = {layer: GEOMETRIC_RATIO ** (i + 1) for i, layer in enumerate(ordered)}
-        else:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS} or a mapping, not {weighting!r}")
-    check_layer_weights(weights)
-    return dict(sorted(weights.items(), key=lambda item: LAYER_NAMES.index(item[0])))
-
-
-def check_layer_weights(weights):
-    """ValueError (user-facing message) for unknown layers or weights that are not finite and >= 0."""
-    if not weights:
-        raise ValueError("no layers given")
-    for layer, weight in weights.items():
-        if layer not in LAYER_NAMES:
-            raise ValueError(f"unknown layer {layer!r}; layers are {', '.join(LAYER_NAMES)}")
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"weight of {layer} must be a finite number >= 0, not {weight}")
-    if not any(weights.values()):
-        raise ValueError("all layer weights are zero: nothing to optimise")
-
-
 def get_gram_losses(noise, source, layers=GRAM_LAYERS, weighting='mean'):
     """(total, {layer: unweighted loss}): total = sum over layers of weight * loss."""
     weights = layer_weights(layers, weighting)
@@ -173,10 +127,6 @@ def source_grams(session, model, layers, feed_dict=None):
 
 
 # ------------------------------------------------------------ style transfer
-
-# Gatys et al. 2016 and most implementations keep the content on conv4_2.
-CONTENT_LAYERS = ('conv4_2',)
-
 
 def content_loss_for_layer(noise_features, content_features):
     """sum((F - P)^2) / (4 N M) for [1, H, W, N] feature maps, M = H * W.

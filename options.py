@@ -1,19 +1,24 @@
-"""train.py's option values: parsing them, and the schedule (scales, iterations, precision).
+"""train.py's option values: what they may be, parsing them, and the schedule (scales,
+iterations, precision) and memory they imply.
 
 Pure functions of the options and the image sizes, so compare.py and
-benchmark.py resolve settings exactly as train.py does.
+benchmark.py resolve settings exactly as train.py does, and no TensorFlow: the
+command lines check their options before loading it (only asking whether a GPU
+is there loads it).
 """
 import math
 
+import layers
 from utils import InputError, quiet_stderr
 
-with quiet_stderr():
-    import tensorflow as tf
-
-    import losses
-    import synthesize
-    import vgg16
-
+OPTIMIZERS = ('lbfgs', 'adam')
+STYLE_LOSSES = ('gram', 'swd', 'gram+swd')
+# 'gram+swd': Gram / SWD measured 2500-3500 on the starting noise and 60-800 near
+# convergence (texture1-4, 256 px): x300 keeps both parts within about 10x of each other.
+SWD_WEIGHT = 300.0
+PRECISIONS = ('float32', 'bfloat16')
+# The generator's Adam (train.py --feed-forward); 0.002-0.1 measured on texture1 (docs/feedforward.md).
+GENERATOR_LEARNING_RATE = 0.005
 WEIGHTING = 'mean'
 ITERATIONS = {'lbfgs': 200, 'adam': 2000}   # at one scale
 # each coarse stage of --scales; 140 L-BFGS iterations at half size (27 ms each at 256 px) reached the
@@ -61,23 +66,25 @@ def parse_blend(text, count):
 def parse_layers(text, weighting):
     """'conv1_1,pool1' -> weights by `weighting`; 'conv1_1=1,pool1=2' -> those weights."""
     if text == 'all-conv':
-        text = ','.join(losses.GRAM_LAYERS)
+        text = ','.join(layers.GRAM_LAYERS)
     items = [item.strip() for item in text.split(',') if item.strip()]
     explicit = [item for item in items if '=' in item]
     if explicit and len(explicit) != len(items):
         raise ValueError("--layers: give a weight to every layer or to none")
     if not explicit:
-        return losses.layer_weights(items, weighting or WEIGHTING)
+        return layers.layer_weights(items, weighting or WEIGHTING)
     if weighting:
         raise ValueError("--weighting cannot be combined with explicit weights in --layers")
     mapping = {}
     for item in explicit:
         layer, _, value = item.partition('=')
+        if layer.strip() in mapping:
+            raise ValueError(f"--layers: {layer.strip()} is given twice")
         try:
             mapping[layer.strip()] = float(value)
         except ValueError:
             raise ValueError(f"--layers: weight of {layer.strip()} is not a number: {value!r}") from None
-    return losses.layer_weights(weighting=mapping)
+    return layers.layer_weights(weighting=mapping)
 
 
 def parse_size(text):
@@ -102,8 +109,14 @@ def auto_precision():
         return 'float32'
     if 'avx512_bf16' not in flags and 'amx_bf16' not in flags:
         return 'float32'
+    return 'float32' if gpu_visible() else 'bfloat16'
+
+
+def gpu_visible():
+    """Whether TensorFlow sees a GPU (this loads TensorFlow)."""
     with quiet_stderr():
-        return 'float32' if tf.config.list_physical_devices('GPU') else 'bfloat16'
+        import tensorflow as tf
+        return bool(tf.config.list_physical_devices('GPU'))
 
 
 def auto_scales(input_shapes, output_shape):
@@ -135,9 +148,14 @@ def default_iterations(optimizer, stages):
     return [COARSE_ITERATIONS[optimizer]] * (stages - 1) + [FINE_ITERATIONS[optimizer]]
 
 
-def check_size(shape, layers, what):
-    deepest = vgg16.deepest(layers)
-    needed = vgg16.min_input_size(deepest)
+def stage_shapes(output_shape, scales, step=1):
+    """The output shape at each scale, each side rounded to a multiple of `step` (tileable)."""
+    return [tuple(max(step, int(round(side * scale / step)) * step) for side in output_shape) for scale in scales]
+
+
+def check_size(shape, layer_names, what):
+    deepest = layers.deepest(layer_names)
+    needed = layers.min_input_size(deepest)
     if min(shape) < needed:
         raise InputError(f"{what} is {shape[1]}x{shape[0]} px, too small for layer {deepest}: "
                          f"it needs at least {needed} px per side")
@@ -145,66 +163,66 @@ def check_size(shape, layers, what):
 
 def check_scales(args, style_shapes, output_shape):
     """Every stage of --scales, and --tileable's sizes, must suit the deepest layer."""
-    deepest = vgg16.deepest(list(args.layer_weights))
+    deepest = layers.deepest(list(args.layer_weights))
     if args.tileable:
-        step = vgg16.tileable_size_step(deepest)
+        step = layers.tileable_size_step(deepest)
         if output_shape[0] % step or output_shape[1] % step:
             raise InputError(f"--tileable needs sides that are multiples of {step} (for layer {deepest}), "
                              f"not {output_shape[1]}x{output_shape[0]}: set --output-size")
-    step = vgg16.tileable_size_step(deepest) if args.tileable else 1
-    for scale, shape in zip(args.scales, synthesize.stage_shapes(output_shape, args.scales, step)):
+    step = layers.tileable_size_step(deepest) if args.tileable else 1
+    for scale, shape in zip(args.scales, stage_shapes(output_shape, args.scales, step)):
         check_size(shape, args.layer_weights, f'the output at --scales {scale:g}')
         for style_shape in style_shapes:
             check_size(tuple(round(side * scale) for side in style_shape), args.layer_weights,
                        f'the source at --scales {scale:g}')
 
 
-def estimated_memory_gb(output_shape, loss, precision, layers, batch=1, feed_forward=False):
+def estimated_memory_gb(output_shape, loss, precision, layer_names, batch=1, feed_forward=False):
     """About how many GB a run with this full-size output and these VGG16 layers needs at its peak.
     feed_forward: a generator's training on `batch` samples of `output_shape`, which adds the
     generator's own activations to VGG16's."""
     kind = 'gram' if loss == 'gram' else 'swd'  # the SWD's sorts dominate gram+swd
     per_megapixel = MEMORY_PER_MEGAPIXEL_GB[kind, precision]
-    if vgg16.LAYER_NAMES.index(vgg16.deepest(layers)) > vgg16.LAYER_NAMES.index(MEMORY_DEEP_AFTER):
+    if layers.LAYER_NAMES.index(layers.deepest(layer_names)) > layers.LAYER_NAMES.index(MEMORY_DEEP_AFTER):
         per_megapixel *= MEMORY_DEEP_FACTOR
     if feed_forward:
         per_megapixel += MEMORY_GENERATOR_PER_MEGAPIXEL_GB
     return MEMORY_FIXED_GB + per_megapixel * batch * output_shape[0] * output_shape[1] / 1e6
 
 
-def available_memory_gb(meminfo='/proc/meminfo'):
-    """Memory the kernel can give a new process (MemAvailable plus free swap), or None if unknown."""
+def available_memory_gb():
+    """Memory the system can give a new process (available RAM plus free swap), or None if unknown.
+
+    psutil reads it on Linux (MemAvailable), macOS and Windows alike, so the check that keeps
+    the kernel's out-of-memory killer away works on the laptops students use.
+    """
     try:
-        with open(meminfo) as handle:
-            kilobytes = {name: int(value.split()[0]) for name, value in
-                         (line.split(':', 1) for line in handle if ':' in line)}
-    except (OSError, ValueError):
+        import psutil
+        return (psutil.virtual_memory().available + psutil.swap_memory().free) / 2**30
+    except Exception:  # no psutil, or a platform it cannot read: the check is skipped
         return None
-    if 'MemAvailable' not in kilobytes:  # kernels before 3.14
-        return None
-    return (kilobytes['MemAvailable'] + kilobytes.get('SwapFree', 0)) / 2**20
 
 
-def check_memory(output_shape, loss, precision, layers, option, batch=1, feed_forward=False):
+def check_memory(output_shape, loss, precision, layer_names, option, batch=1, feed_forward=False):
     """Refuse, before anything is built, an output too large for this machine's free memory:
     on a CPU the kernel's OOM killer would otherwise end the run without a word or a saved
     image. On a GPU, TensorFlow's own out-of-memory error is reported instead. `option` is
     the one that sets the size: '--output-size' or '--size' (the shorter side)."""
     available = available_memory_gb()
-    needed = estimated_memory_gb(output_shape, loss, precision, layers, batch, feed_forward)
+    needed = estimated_memory_gb(output_shape, loss, precision, layer_names, batch, feed_forward)
     if available is None or needed <= available:
         return
-    with quiet_stderr():
-        if tf.config.list_physical_devices('GPU'):
-            return
+    if gpu_visible():
+        return
     room = max(available - MEMORY_FIXED_GB, 0) / (needed - MEMORY_FIXED_GB)
     if batch > 1 and int(batch * room) >= 1:
         fits = f'--batch-size {int(batch * room)}'
     else:
         shrink = math.sqrt(room * batch) if batch > 1 else math.sqrt(room)
         height, width = (max(8, int(side * shrink) // 8 * 8) for side in output_shape)
-        fits = f'--output-size {width}x{height}' if option == '--output-size' else f'--size {min(height, width)}'
+        fits = {'--output-size': f'--output-size {width}x{height}',
+                '--style-scale': 'a smaller --style-scale'}.get(option, f'--size {min(height, width)}')
     what = (f"training on {batch} samples of {output_shape[1]}x{output_shape[0]} px" if feed_forward
             else f"an image of {output_shape[1]}x{output_shape[0]} px")
     raise InputError(f"{what} needs about {needed:.1f} GB of memory "
-                     f"and {available:.1f} GB is free: try {fits} or less")
+                     f"and {available:.1f} GB is free: try {fits}{'' if option == '--style-scale' else ' or less'}")

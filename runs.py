@@ -30,26 +30,28 @@ from utils import InputError, quiet_stderr
 
 
 def make_run_dir(out, stem, name=None):
-    """A fresh folder under `out`: `name`, or named after the inputs and the time."""
+    """A new folder under `out`: `name`, or named after the inputs and the time. An existing
+    folder (or a link to one) is never written into: its files are someone's earlier run."""
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     try:
         os.makedirs(out, exist_ok=True)
         if name:
-            if os.path.basename(os.path.normpath(name)) != name or name in ('.', '..'):
-                raise InputError(f"--name must be a plain folder name, not {name!r}")
+            utils.check_folder_name(name)
+            path = os.path.join(out, name)
             try:
-                os.makedirs(os.path.join(out, name, 'steps'))
+                os.mkdir(path)  # fails on anything already there: a folder, a file, a symlink
             except FileExistsError:
-                raise InputError(f"run folder {os.path.join(out, name)} exists already: "
-                                 "choose another --name or remove it") from None
-            return os.path.join(out, name)
+                raise InputError(f"run folder {path} exists already: choose another --name or remove it") from None
+            os.mkdir(os.path.join(path, 'steps'))
+            return path
         for attempt in range(1000):
             path = os.path.join(out, f'{stem}-{stamp}' + (f'-{attempt}' if attempt else ''))
             try:
-                os.makedirs(os.path.join(path, 'steps'))
-                return path
+                os.mkdir(path)
             except FileExistsError:
                 continue
+            os.mkdir(os.path.join(path, 'steps'))
+            return path
         raise InputError(f"cannot find a free run folder name in {out}")
     except PermissionError as error:
         raise InputError(f"cannot write to --out {out}: {error.strerror}") from None
@@ -61,10 +63,12 @@ def environment(weights_path):
     """What besides the options decides the output: weights, versions, machine."""
     with quiet_stderr():  # without a GPU, TensorFlow logs a CUDA error here
         gpus = [device.name for device in tf.config.list_physical_devices('GPU')]
+    commit, changed = utils.git_commit()
     return {
         'command': ' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
         'weights': os.path.abspath(weights_path),
         'weights_sha256': vgg_weights.file_digest(weights_path, 'sha256'),
+        'version': utils.VERSION, 'commit': commit, 'commit_has_changes': changed,
         'versions': {'python': platform.python_version(), 'tensorflow': tf.__version__,
                      'numpy': np.__version__, 'scipy': scipy.__version__},
         'machine': {'platform': platform.platform(), 'processor': platform.machine(),
@@ -103,7 +107,8 @@ def finish(run_dir, image, history, config, shown, plotted, status, iterations, 
         utils.save_loss_plot(history, columns if plotted is None else [c for c in plotted if c in columns],
                              os.path.join(run_dir, 'loss.png'))
     print(f"{status}: {history[-1]['step']} iterations, loss {history[0]['total']:.3e} -> "
-          f"{history[-1]['total']:.3e}, result in {result_path}", file=sys.stderr)
+          f"{history[-1]['total']:.3e}, result in {result_path}; beside it comparison.png (source and result), "
+          "loss.png (the curves) and history.csv", file=sys.stderr)
     return status
 
 
@@ -157,6 +162,15 @@ def finish_generator(run_dir, trainer, source, history, config, status, iteratio
         print(f"{status} before the first step; nothing to save in {run_dir}", file=sys.stderr)
         return status
     state, done = trainer.state(), trainer.steps_done
+    if not all(np.all(np.isfinite(value)) for value in state.values() if np.issubdtype(value.dtype, np.floating)):
+        # A step that made the loss NaN has already spoilt the weights: keep the last checkpoint instead.
+        trainer.close()
+        config.update(status=status, iterations_done=history[-1]['step'])
+        utils.save_json(config, os.path.join(run_dir, 'config.json'))
+        kept = os.path.isfile(os.path.join(run_dir, feedforward.CHECKPOINT_NAME))
+        print(f"{status}; {'the last checkpoint is kept' if kept else 'no checkpoint was saved'} in {run_dir}",
+              file=sys.stderr)
+        return status
     checkpoint = feedforward.save_checkpoint(state, os.path.join(run_dir, feedforward.CHECKPOINT_NAME),
                                              checkpoint_settings)
     sampler = feedforward.Sampler(state)

@@ -10,9 +10,13 @@ given size, on any machine (stateless noise, deterministic kernels); a larger
 samples go to --out (default RUN_DIR/samples/), each written under a temporary
 name and renamed, so none is ever half written.
 """
-import argparse
-import os
 import sys
+
+if __name__ == '__main__':  # Ctrl-C while Python and the modules load: a quiet exit, not a traceback
+    import signal
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
+import os
 import time
 
 from utils import InputError, quiet_stderr
@@ -24,8 +28,8 @@ SHEET_HEIGHT = 256   # the contact sheet shows the source and the samples at one
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description="New textures from a generator trained by train.py --feed-forward.")
+    from train import OneLineErrors  # no TensorFlow: --help answers at once
+    parser = OneLineErrors(description="New textures from a generator trained by train.py --feed-forward.")
     parser.add_argument('run_dir', metavar='RUN_DIR', help='the feed-forward run folder (holds generator.npz)')
     parser.add_argument('--output-size', default=OUTPUT_SIZE, metavar='WxH',
                         help='size of each sample, e.g. 1024 or 2048x1024 (default: %(default)s)')
@@ -39,7 +43,6 @@ def build_parser():
 
 def parse_args(argv=None):
     parser = build_parser()
-    parser.error = lambda message: parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
     args = parser.parse_args(argv)
     from options import parse_size  # no TensorFlow needed to check the options
     try:

@@ -27,15 +27,10 @@ from threadpoolctl import threadpool_limits
 import lbfgs
 import losses
 import vgg16
+from options import OPTIMIZERS, PRECISIONS, STYLE_LOSSES, SWD_WEIGHT, stage_shapes  # noqa: F401  (synthesize.X)
 from utils import initial_image as make_initial_image, resize
 
-OPTIMIZERS = ('lbfgs', 'adam')
-STYLE_LOSSES = ('gram', 'swd', 'gram+swd')
-# 'gram+swd': Gram / SWD measured 2500-3500 on the starting noise and 60-800 near
-# convergence (texture1-4, 256 px): x300 keeps both parts within about 10x of each other.
-SWD_WEIGHT = 300.0
 SWD_SEED = 0  # the projection directions: fixed, so L-BFGS sees one objective and runs repeat
-PRECISIONS = ('float32', 'bfloat16')
 # The course's Adam recipe (pixels in [0, 1]): learning rate by iteration.
 ADAM_BOUNDARIES = (200, 1500)
 ADAM_LEARNING_RATES = (0.01, 0.005, 0.001)
@@ -283,11 +278,6 @@ def _lbfgs(graph, start, iterations):
                                start=(values['total'], gradient.ravel().astype(np.float64), values))
         for step, (x, values) in enumerate(steps, 1):
             yield step, np.clip(x.reshape(shape), 0.0, 1.0).astype(np.float32), values
-
-
-def stage_shapes(output_shape, scales, step=1):
-    """The output shape at each scale, each side rounded to a multiple of `step` (tileable)."""
-    return [tuple(max(step, int(round(side * scale / step)) * step) for side in output_shape) for scale in scales]
 
 
 def coarse_style_layers(layer_weights):

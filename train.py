@@ -8,34 +8,29 @@ the source texture's (Gatys et al. 2015). Style transfer adds a content loss
 and total variation (Gatys et al. 2016). Either way everything about the run
 goes to its own folder under --out (see runs.py).
 """
+import sys
+
+if __name__ == '__main__':  # Ctrl-C while Python and the modules load: a quiet exit, not a traceback
+    import signal
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
 import argparse
+import contextlib
 import itertools
 import math
 import os
-import sys
 import time
 import types
 
+# Only modules without TensorFlow here: --help and a mistyped option answer at once. The rest
+# is imported where it is used, after load_tensorflow() (main) has loaded it quietly.
+import layers
+import utils
+import weights as vgg_weights
+from options import (COARSE_MIN_SIDE, GENERATOR_LEARNING_RATE, ITERATIONS, MAX_STAGES, OPTIMIZERS, PRECISIONS,
+                     STYLE_LOSSES, SWD_WEIGHT, WEIGHTING, auto_precision, check_memory, check_scales, check_size,
+                     parse_blend, parse_layers, parse_numbers, parse_size, resolve_schedule, stage_shapes)
 from utils import InputError, find_image, load_image, quiet_stderr
-
-with quiet_stderr():  # TensorFlow's start-up chatter says nothing a user can act on
-    import numpy as np
-    import tensorflow as tf
-    from PIL import Image
-    from tqdm import tqdm
-
-    import colour
-    import feedforward
-    import lbfgs
-    import losses
-    from options import (COARSE_MIN_SIDE, ITERATIONS, MAX_STAGES, WEIGHTING, auto_precision, check_memory,
-                         check_scales, check_size, parse_blend, parse_layers, parse_numbers, parse_size,
-                         resolve_schedule)
-    import runs
-    import synthesize
-    import utils
-    import vgg16
-    import weights as vgg_weights
 
 SIZE = 256                 # texture: the source's shorter side; style transfer: the output's, at most
 OPTIMIZER = 'lbfgs'
@@ -55,7 +50,7 @@ SAVE_EVERY = {'optimise': 50, 'feed-forward': 250}   # iterations, or generator 
 LOG_INTERVAL = 30.0          # seconds between progress lines when stderr is not a terminal
 # Style transfer. Chosen by looking at results (docs/design.md): the style loss is a mean
 # over the --layers' Gram losses and the content loss is Coursera's J_content.
-CONTENT_LAYERS = ','.join(losses.CONTENT_LAYERS)
+CONTENT_LAYERS = ','.join(layers.CONTENT_LAYERS)
 CONTENT_WEIGHT = 5e3
 STYLE_WEIGHT = 1.0
 TV_WEIGHT = 1e6
@@ -67,10 +62,36 @@ FF_ITERATIONS = 2000
 
 
 class OneLineErrors(argparse.ArgumentParser):
-    """argparse, but a bad option is one line (with a pointer to --help), not usage + error."""
+    """argparse, but a bad option is one line (with a pointer to --help), not usage + error, and
+    help text never breaks a word (a layer list stays conv3_1, not conv3 _1)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=WholeWords, **kwargs)
+        self.add_argument('--version', action='version', version=f'%(prog)s {utils.project_version()}')
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        line = f"{self.prog}: error: {message} (see --help)"
+        print(line, file=sys.stderr)
+        raise OptionError(line, message)
+
+
+class NonFiniteLoss(InputError):
+    """The loss became NaN or infinite: the run stops, keeping its last finite step."""
+
+
+class OptionError(SystemExit):
+    """A bad option: exit code 2, as argparse's; `line` is the message shown (the API raises it),
+    `message` the part that says what is wrong."""
+
+    def __init__(self, line, message):
+        super().__init__(2)
+        self.line, self.message = line, message
+
+
+class WholeWords(argparse.HelpFormatter):
+    def _split_lines(self, text, width):
+        import textwrap
+        return textwrap.wrap(' '.join(text.split()), width, break_long_words=False, break_on_hyphens=False)
 
 
 def build_parser():
@@ -88,7 +109,7 @@ def build_parser():
     parser.add_argument('--output-size', default=None, metavar='WxH',
                         help='texture: size of the generated texture, e.g. 512 or 512x384 (default: the '
                              'source size); feed-forward: the training samples\' size (default: the source size)')
-    parser.add_argument('--optimizer', choices=synthesize.OPTIMIZERS, default=OPTIMIZER,
+    parser.add_argument('--optimizer', choices=OPTIMIZERS, default=OPTIMIZER,
                         help='lbfgs: L-BFGS (lbfgs.py; unbounded, images clipped to [0, 1]); adam: the course recipe '
                              '(default: %(default)s)')
     parser.add_argument('--iterations', default=None,
@@ -100,28 +121,29 @@ def build_parser():
                              'e.g. 0.5,1; auto: halve while the coarse stage and the source at that '
                              f'scale keep {COARSE_MIN_SIDE} px per side, up to {MAX_STAGES} stages '
                              '(default: %(default)s)')
-    parser.add_argument('--precision', choices=('auto',) + synthesize.PRECISIONS, default=PRECISION,
+    parser.add_argument('--precision', choices=('auto',) + PRECISIONS, default=PRECISION,
                         help="the optimised image's network: bfloat16 is faster on CPUs with AVX512-BF16 "
                              'or AMX; auto: bfloat16 on such a CPU without a GPU, else float32 '
                              '(default: %(default)s)')
-    parser.add_argument('--loss', choices=synthesize.STYLE_LOSSES, default=LOSS,
+    parser.add_argument('--loss', choices=STYLE_LOSSES, default=LOSS,
                         help='match Gram matrices, sliced-Wasserstein feature distributions (Heitz et al. '
                              '2021), or both (default: %(default)s)')
     parser.add_argument('--swd-weight', type=float, default=None,
                         help='with --loss gram+swd: the weight of the SWD against the Gram loss '
-                             f'(default: {synthesize.SWD_WEIGHT:g})')
+                             f'(default: {SWD_WEIGHT:g})')
     parser.add_argument('--tileable', action='store_true',
                         help='make an image that tiles without seams (circular padding in VGG16)')
     parser.add_argument('--match-colors', action='store_true',
-                        help="histogram-match the result's colours to the (first) style image's at the end")
+                        help="at the end, map the result's colour histogram onto the source's (style transfer: "
+                             "the first style image's)")
     parser.add_argument('--layers', default=LAYERS,
                         help='Gram (style) layers, "conv1_1,pool1,..." weighted by --weighting, or explicit '
                              'weights "conv1_1=1,pool1=0.5,..."; "all-conv" = the 13 conv layers '
                              '(default: %(default)s; Gatys et al. 2015 used conv1_1,pool1,pool2,pool3,pool4)')
-    parser.add_argument('--weighting', choices=losses.WEIGHTINGS, default=None,
+    parser.add_argument('--weighting', choices=layers.WEIGHTINGS, default=None,
                         help=f'how layer losses add up (default: {WEIGHTING}); '
                              'not with explicit weights in --layers')
-    parser.add_argument('--pooling', choices=vgg16.POOLINGS, default=POOLING,
+    parser.add_argument('--pooling', choices=layers.POOLINGS, default=POOLING,
                         help='pooling in VGG16; avg gives smoother gradients (default: %(default)s)')
     parser.add_argument('--init', default=None,
                         help=f"starting image: {', '.join(utils.INITS)} (noise around the source's mean colour, "
@@ -152,7 +174,7 @@ def build_parser():
                          f'(default: {FF_ITERATIONS})')
     ff.add_argument('--batch-size', type=int, default=BATCH_SIZE,
                     help='noise samples per training step (default: %(default)s)')
-    ff.add_argument('--learning-rate', type=float, default=feedforward.LEARNING_RATE,
+    ff.add_argument('--learning-rate', type=float, default=GENERATOR_LEARNING_RATE,
                     help="Adam's learning rate (default: %(default)s)")
     ff.add_argument('--resume', metavar='RUN_DIR',
                     help="continue training the generator of RUN_DIR from its checkpoint, with its settings, "
@@ -168,12 +190,12 @@ def build_parser():
                        help='content layers, "conv4_2" or "conv3_1=1,conv4_2=2" (several: their mean '
                             'unless weighted) (default: %(default)s)')
     style.add_argument('--content-weight', type=float, default=CONTENT_WEIGHT,
-                       help="weight of the content loss, Coursera's alpha (default: %(default)s)")
+                       help="weight of the content loss, Coursera's alpha (default: %(default)g)")
     style.add_argument('--style-weight', type=float, default=STYLE_WEIGHT,
-                       help="weight of the style (Gram) loss, Coursera's beta (default: %(default)s)")
+                       help="weight of the style (Gram) loss, Coursera's beta (default: %(default)g)")
     style.add_argument('--tv-weight', type=float, default=TV_WEIGHT,
                        help='weight of the total-variation loss, against noise and '
-                            'checkerboard artefacts (default: %(default)s)')
+                            'checkerboard artefacts (default: %(default)g)')
     style.add_argument('--preserve-colors', action='store_true',
                        help="keep the content photo's colours: transfer on luminance only "
                             '(Gatys et al. 2017)')
@@ -225,8 +247,8 @@ def parse_args(argv=None):
     try:
         if args.scales != 'auto':
             args.scales = parse_numbers(args.scales, '--scales', float)
-            if not all(0 < scale <= 1 for scale in args.scales) or args.scales != sorted(args.scales) \
-                    or args.scales[-1] != 1:
+            if not all(0 < scale <= 1 for scale in args.scales) or args.scales[-1] != 1 \
+                    or any(a >= b for a, b in zip(args.scales, args.scales[1:])):
                 raise ValueError("--scales must rise to 1, each in (0, 1], like 0.5,1; "
                                  f"not {','.join(map(str, args.scales))}")
         if args.iterations is not None:
@@ -235,13 +257,15 @@ def parse_args(argv=None):
                 raise ValueError("--iterations must be at least 1")
     except ValueError as error:
         parser.error(str(error))
-    if args.precision == 'auto':
-        args.precision = auto_precision()
     if args.feed_forward:
         check_feed_forward(parser, args)
     args.save_every = SAVE_EVERY[method(args)] if args.save_every is None else args.save_every
     if args.size < 1:
         parser.error("--size must be at least 1")
+    if args.seed < 0:
+        parser.error(f"--seed must be 0 or more, not {args.seed}")
+    if args.weights is not None and not os.path.isfile(args.weights):
+        parser.error(f"--weights {args.weights}: no such file")
     if args.save_every < 0:
         parser.error("--save-every must be 0 or more")
     for option in ('content_weight', 'style_weight', 'tv_weight', 'style_scale'):
@@ -250,7 +274,7 @@ def parse_args(argv=None):
             parser.error(f"--{option.replace('_', '-')} must be a finite number "
                          f"{'> 0' if option == 'style_scale' else '>= 0'}, not {value}")
     if args.swd_weight is None:
-        args.swd_weight = synthesize.SWD_WEIGHT if args.loss == 'gram+swd' else None
+        args.swd_weight = SWD_WEIGHT if args.loss == 'gram+swd' else None
     elif args.loss != 'gram+swd':
         parser.error("--swd-weight needs --loss gram+swd: it weighs the SWD against the Gram loss")
     elif not math.isfinite(args.swd_weight) or args.swd_weight <= 0:
@@ -262,6 +286,8 @@ def parse_args(argv=None):
         args.output_shape = parse_size(args.output_size) if args.output_size else None
         if args.mode == 'style':
             args.styles = [name.strip() for name in args.style.split(',') if name.strip()]
+            if not args.styles:
+                raise ValueError(f"--style names no image: {args.style!r}")
             args.blend = parse_blend(args.style_blend, len(args.styles))
             args.content_layer_weights = parse_layers(args.content_layers, None)
     except ValueError as error:
@@ -270,6 +296,13 @@ def parse_args(argv=None):
     args.init = args.init or INIT[args.mode]
     if args.init == 'content' and args.mode == 'texture':
         parser.error("--init content is for style transfer; textures start from noise or an image path")
+    if args.init not in utils.INITS + ('content',):
+        try:
+            find_image(args.init)
+        except InputError:
+            parser.error(f"--init must be {', '.join(utils.INITS)}, content or an image: {args.init} is none of these")
+    if args.precision == 'auto':  # last: asking whether a GPU is there loads TensorFlow
+        args.precision = auto_precision()
     return args
 
 
@@ -297,7 +330,7 @@ def resumed_args(parser, args):
     if wrong:
         parser.error(f"--resume continues a run with its own settings: --{wrong[0].replace('_', '-')} "
                      "cannot be changed (only --iterations, --save-every, --weights)")
-    config = runs.read_config(args.resume)
+    config = read_config(args.resume)
     if config.get('mode') != 'feed-forward':
         parser.error(f"--resume continues feed-forward runs; {args.resume} is a {config.get('mode')} run")
     try:
@@ -324,6 +357,9 @@ RESUMED_SETTINGS = ('image', 'size', 'layer_weights', 'weighting', 'loss', 'swd_
 
 def settings(args):
     """The options as resolved for config.json (no defaults left implicit)."""
+    import feedforward
+    import lbfgs
+    import synthesize
     if args.feed_forward:
         return {'mode': 'feed-forward', 'size': args.size, 'iterations': args.iterations[0],
                 'batch_size': args.batch_size, 'learning_rate': args.learning_rate, 'precision': args.precision,
@@ -370,6 +406,7 @@ def texture_source(args):
 
 def texture_job(args):
     """What a texture run optimises, shows and records."""
+    import synthesize
     image_path = find_image(args.image)
     output_shape = tuple(args.output_shape or utils.image_shape(image_path, args.size))
     if args.output_shape:
@@ -389,6 +426,9 @@ def texture_job(args):
 
 def feedforward_job(args):
     """What a feed-forward run trains, shows and records; with --resume, where it left off."""
+    import feedforward
+    import runs
+    import synthesize
     output_shape = tuple(args.output_shape or utils.image_shape(find_image(args.image), args.size))
     check_size(output_shape, args.layer_weights, '--output-size')
     feedforward.check_sample_size(output_shape, args.tileable)
@@ -412,14 +452,21 @@ def feedforward_job(args):
 
 def style_job(args):
     """What a style-transfer run optimises, shows and records."""
+    import colour
+    import synthesize
     content_path = find_image(args.content)
-    content = load_image(content_path)
-    content = load_image(content_path, min(args.size, *content.shape[:2]))  # never enlarged
+    content_size = min(args.size, *utils.image_shape(content_path))  # never enlarged
+    check_memory(utils.image_shape(content_path, content_size), args.loss, args.precision,
+                 {**args.layer_weights, **args.content_layer_weights}, '--size')
+    content = load_image(content_path, content_size)
     output_shape = content.shape[:2]
     every_layer = {**args.layer_weights, **args.content_layer_weights}
     check_size(output_shape, every_layer, 'the content image (after --size)')
     style_paths = [find_image(name) for name in args.styles]
     style_size = max(1, round(args.style_scale * min(output_shape)))
+    for path in style_paths:  # each style image gets its own network: check before it is made
+        check_memory(utils.image_shape(path, style_size), args.loss, args.precision, args.layer_weights,
+                     '--style-scale')
     styles = [load_image(path, style_size) for path in style_paths]
     for path, style in zip(style_paths, styles):
         check_size(style.shape[:2], args.layer_weights, f'style {os.path.basename(path)} (after --style-scale)')
@@ -452,25 +499,49 @@ def stem_of(path):
 
 def starting_image(init, job, preserve_colors=False):
     """The start as an image, or None for noise (made by synthesize from the seed)."""
+    import colour
     if init in utils.INITS:
         return None
     if init == 'content':
         return job.objective.content_image
-    height, width = job.output_shape
     try:
-        with Image.open(find_image(init)) as image:
-            start = np.asarray(image.convert('RGB').resize((width, height), Image.LANCZOS), np.float32) / 255
+        path = find_image(init)
     except InputError:
         raise InputError(f"--init must be {', '.join(utils.INITS)}, content or an image: "
                          f"{init} is none of these") from None
-    except OSError as error:
-        raise InputError(f"cannot read --init {init} as an image ({error})") from None
+    with utils.opened_image(path) as image:
+        start = utils.resize_array(utils.rgb_array(utils.upright(image)), job.output_shape)
     return colour.grey(colour.luminance(start)) if preserve_colors else start
 
 
+def load_tensorflow():
+    """Import TensorFlow with its start-up chatter, which says nothing a user can act on, hidden."""
+    with quiet_stderr():
+        import tensorflow as tf
+    return tf
+
+
+def read_config(run_dir):
+    import runs
+    return runs.read_config(run_dir)
+
+
 def main(argv=None, stop=None):
-    """One run; `stop` (a threading.Event, utils.stop_requests) ends it after the current step."""
+    """One run, as the command line makes it: its exit code."""
+    return 130 if run(argv, stop).status == 'interrupted' else 0
+
+
+def run(argv=None, stop=None):
+    """One run; `stop` (a threading.Event, utils.stop_requests) ends it after the current step.
+
+    Returns what it made: .status, .run_dir, .image (result.png as saved, [H, W, 3] in [0, 1],
+    or None), .history (the rows of history.csv) and .config (config.json's contents).
+    """
     args = parse_args(argv)
+    tf = load_tensorflow()
+    from tqdm.auto import tqdm  # a widget in Jupyter, the text bar in a terminal
+
+    import runs
     if args.feed_forward:
         job = feedforward_job(args)
         attach_feedforward(job, args)
@@ -479,6 +550,8 @@ def main(argv=None, stop=None):
         attach_optimisation(job, args)
     weights_path = vgg_weights.resolve_weights_path(args.weights, log=lambda m: print(m, file=sys.stderr))
     network_weights = vgg_weights.load_weights(weights_path, args.allow_pickle)
+    if stop is not None and stop.is_set():  # Ctrl-C while TensorFlow and the images loaded: no run folder yet
+        raise KeyboardInterrupt
     if getattr(args, 'run_dir', None):  # --resume: the same folder, its config brought up to date
         run_dir = args.run_dir
         config = {**runs.read_config(run_dir), **runs.environment(weights_path), 'status': 'running',
@@ -498,22 +571,34 @@ def main(argv=None, stop=None):
     started = time.time() - (history[-1]['seconds'] if history else 0.0)
     # Piped or logged (not a terminal), every redraw of the bar would stay in the log: redraw rarely.
     interval = 0.1 if sys.stderr.isatty() else LOG_INTERVAL
-    bar = tqdm(total=sum(args.iterations), initial=history[-1]['step'] if history else 0, unit='it',
-               desc=job.stem, dynamic_ncols=True, mininterval=interval)
+    progress = Progress(job.stem, job.stages)
+    bar = tqdm(total=progress.total, initial=progress.done(history[-1]['step'] if history else 0),
+               desc=progress.label(1.0 if args.feed_forward else job.stages[0][0]), dynamic_ncols=True,
+               mininterval=interval, bar_format='{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]')
     try:
         with quiet_stderr():  # the first step builds the session: more TensorFlow chatter
             steps = job.start(network_weights)
             first = next(steps)
-        for step, item, step_losses in itertools.chain([first], steps):
+        for step, current, step_losses in itertools.chain([first], steps):
+            if not math.isfinite(step_losses['total']):
+                raise NonFiniteLoss(f"the loss became {step_losses['total']} at step {step}: a weight is too large "
+                                    "(--style-weight, --layers' weights, --content-weight) or the options do not fit; "
+                                    f"{'the last finite step is kept' if item is not None else 'nothing was made'}")
+            item = current
             history.append({'step': step, 'seconds': round(time.time() - started, 3), **step_losses})
-            bar.update(1 if step else 0)
-            bar.set_postfix(loss=f"{step_losses['total']:.3e}", refresh=False)
+            scale = step_losses.get('scale', 1.0)
+            bar.update(progress.cost[scale] if step else 0)
+            bar.set_description_str(progress.label(scale), refresh=False)
+            bar.set_postfix_str(f"step {step}/{sum(args.iterations)}, loss {step_losses['total']:.3e}", refresh=False)
             if args.save_every and step and step % args.save_every == 0:
                 job.save_step(run_dir, step, item, history)
             if stop is not None and stop.is_set():
                 raise KeyboardInterrupt  # between steps, where stopping is safe
     except KeyboardInterrupt:
         status = 'interrupted'
+    except NonFiniteLoss:
+        status = 'failed: the loss became NaN or infinite'
+        raise
     except Exception as error:  # keep what was made, then let cli() report the error
         status = f'failed: {type(error).__name__}'
         raise
@@ -521,12 +606,50 @@ def main(argv=None, stop=None):
         bar.close()
         if steps is not None:
             steps.close()
-        status = job.finish(run_dir, item, history, config, status, sum(args.iterations), time.time() - started)
-    return 130 if status == 'interrupted' else 0
+        try:
+            status = job.finish(run_dir, item, history, config, status, sum(args.iterations), time.time() - started)
+        except InputError as error:  # a write failed (a full or read-only disk): say so in config.json if it can
+            config['status'] = f'failed: {error}'
+            with contextlib.suppress(InputError):
+                utils.save_json(config, os.path.join(run_dir, 'config.json'))
+            raise InputError(f"{error}; {run_dir} keeps what was written before") from None
+    result_path = os.path.join(run_dir, 'result.png')
+    return types.SimpleNamespace(status=status, run_dir=run_dir, history=history, config=config,
+                                 image=load_image(result_path) if os.path.isfile(result_path) else None)
+
+
+class Progress:
+    """What the progress bar counts: work, each step weighted by its stage's pixels (a full-size
+    step costs 4x a half-size one), so its ETA holds for the stages to come; and its label names
+    the stage: 'texture1, scale 1/2 (128x128 px)'."""
+
+    def __init__(self, stem, stages):
+        self.stem, self.stages = stem, stages          # [(scale, iterations, (height, width))]
+        full = stages[-1][2][0] * stages[-1][2][1]
+        self.cost = {scale: shape[0] * shape[1] / full for scale, _, shape in stages}
+        self.total = sum(iterations * self.cost[scale] for scale, iterations, _ in stages)
+
+    def done(self, steps):
+        """Work done after `steps` steps (a resumed run's start)."""
+        work = 0.0
+        for scale, iterations, _ in self.stages:
+            work += min(steps, iterations) * self.cost[scale]
+            steps -= min(steps, iterations)
+        return work
+
+    def label(self, scale):
+        if len(self.stages) == 1:
+            return self.stem
+        index = next(i for i, (s, _, _) in enumerate(self.stages) if s == scale)
+        height, width = self.stages[index][2]
+        return f"{self.stem}, scale {index + 1}/{len(self.stages)} ({width}x{height} px)"
 
 
 def attach_optimisation(job, args):
     """The pixel optimisation's steps, and what it saves of them."""
+    import colour
+    import runs
+    import synthesize
     start = starting_image(args.init, job, args.preserve_colors)
     if args.match_colors:  # the pixels' colour histograms, per channel, to the style image's
         base, reference = job.to_rgb, job.objective.style_images[0]
@@ -534,6 +657,8 @@ def attach_optimisation(job, args):
             reference = job.shown[0][0]  # luminance-only transfer keeps the photo's colours
         job.to_rgb = lambda image: colour.match_histograms(base(image), reference)
     job.history = []
+    step = layers.tileable_size_step(layers.deepest(list(args.layer_weights))) if args.tileable else 1
+    job.stages = list(zip(args.scales, args.iterations, stage_shapes(job.output_shape, args.scales, step)))
     job.start = lambda network_weights: synthesize.synthesize(
         network_weights, job.objective, job.output_shape, args.pooling, args.optimizer, args.iterations, args.seed,
         args.init if start is None else None, start, args.scales, args.precision, args.tileable)
@@ -544,8 +669,11 @@ def attach_optimisation(job, args):
 
 def attach_feedforward(job, args):
     """The generator's training steps, and what it saves of them: checkpoints and sample sheets."""
+    import feedforward
+    import runs
     checkpoint_settings = {'tileable': args.tileable, 'output_shape': list(job.output_shape)}
     job.trainer = None
+    job.stages = [(1.0, args.iterations[0], job.output_shape)]
 
     def start(network_weights):
         job.trainer = feedforward.Trainer(
@@ -578,7 +706,9 @@ def cli(argv=None):
             return main(argv, stop)
     except (InputError, vgg_weights.WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
-    except tf.errors.ResourceExhaustedError:
+    except Exception as error:
+        if type(error).__name__ != 'ResourceExhaustedError':  # TensorFlow's; it is loaded by now
+            raise
         print("error: out of memory at this size: try a smaller --output-size or --size", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -16,7 +16,9 @@ import threading
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-IMAGES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'images')
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+IMAGES_DIR = os.path.join(PROJECT_DIR, 'images')
+VERSION = '0.6.0'  # the toolkit's release; config.json also records the git commit where there is one
 # oneDNN's CPU kernels: TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI/BF16
 # or AMX. On an AVX2-only CPU, like most laptops', VGG16's forward and backward pass ran
 # 1.3-1.5x faster with them (docs/benchmarks.md). TensorFlow reads this once, when it loads, so it
@@ -24,8 +26,39 @@ IMAGES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'images')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 
+def git_commit():
+    """(commit, changed) of the project's git checkout, or (None, None) outside one or without git."""
+    import subprocess
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=PROJECT_DIR, capture_output=True, text=True,
+                                timeout=5)
+        status = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=PROJECT_DIR,
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if commit.returncode != 0:
+        return None, None
+    return commit.stdout.strip(), bool(status.stdout.strip())
+
+
+def project_version():
+    """'0.6.0', with the commit where the project is a git checkout: '0.6.0 (git 1a2b3c4d, changed)'."""
+    commit, changed = git_commit()
+    if commit is None:
+        return VERSION
+    return f"{VERSION} (git {commit[:8]}{', changed' if changed else ''})"
+
+
 class InputError(Exception):
     """Bad user input; the message is shown as one line."""
+
+
+def check_folder_name(name, option='--name'):
+    """InputError unless `name` is one plain folder name: no path, so nothing is written outside --out."""
+    if not name or os.path.basename(os.path.normpath(name)) != name or name in ('.', '..') \
+            or os.path.isabs(name) or os.sep in name or (os.altsep and os.altsep in name):
+        raise InputError(f"{option} must be a plain folder name, not {name!r}")
+    return name
 
 
 def find_image(name):
@@ -39,21 +72,87 @@ def find_image(name):
     raise InputError(f"image not found: {name} (shipped textures in images/: {available})")
 
 
+# Transparent pixels are composited on this background (white, as image viewers show them).
+TRANSPARENT_BACKGROUND = (1.0, 1.0, 1.0)
+EXIF_ORIENTATION = 0x0112      # the tag phone cameras set instead of turning the pixels
+ORIENTATIONS_TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
 def load_image(path, size=None):
-    """Read an image as float RGB in [0, 1]; with `size`, scale its shorter side to `size`."""
+    """Read an image as float RGB in [0, 1]; with `size`, scale its shorter side to `size`.
+
+    Every mode Pillow opens is read at its real range: 8-bit, 16-bit (PNG, TIFF), 32-bit
+    integer and float images alike (rgb_array). The image is turned upright as its EXIF
+    orientation says, and transparent pixels are composited on TRANSPARENT_BACKGROUND.
+    """
     with opened_image(path) as image:
-        image = image.convert('RGB')
+        image = upright(image)
         if size:
-            image = resize_shorter_side(image, size)
-        return np.asarray(image, np.float32) / 255.0
+            return resize_array(rgb_array(image), shorter_side_to(image.size, size)[::-1])
+        return rgb_array(image)
 
 
 def image_shape(path, size=None):
     """(height, width) of load_image(path, size), from the file's header alone: sizes can be
     checked before a huge `size` makes a huge image."""
     with opened_image(path) as image:
-        width, height = shorter_side_to(image.size, size) if size else image.size
+        width, height = image.size
+        if image.getexif().get(EXIF_ORIENTATION) in ORIENTATIONS_TURNED:
+            width, height = height, width
+        width, height = shorter_side_to((width, height), size) if size else (width, height)
         return height, width
+
+
+def upright(image):
+    """The image as it should be seen: phone photos store their pixels sideways and an EXIF tag."""
+    from PIL import ImageOps
+    return ImageOps.exif_transpose(image) if image.getexif().get(EXIF_ORIENTATION, 1) != 1 else image
+
+
+def rgb_array(image):
+    """A Pillow image of any mode -> float32 [H, W, 3] in [0, 1].
+
+    16-bit modes are divided by 65535, not clipped to 255 (which made them all white); 32-bit
+    integer ('I') and float ('F') images carry no range of their own, so theirs is read off
+    their values: [0, 1] as it is, else 8-bit or 16-bit if the values fit, else their own
+    minimum to maximum.
+    """
+    if image.mode.startswith('I;16'):
+        grey = np.asarray(image, np.float32) / 65535.0
+    elif image.mode in ('I', 'F'):
+        grey = np.asarray(image, np.float64)
+        low, high = float(grey.min()), float(grey.max())
+        if low >= 0 and high <= 1 and image.mode == 'F':
+            pass
+        elif low >= 0 and high <= 255:
+            grey = grey / 255.0
+        elif low >= 0 and high <= 65535:
+            grey = grey / 65535.0
+        else:
+            grey = (grey - low) / max(high - low, 1e-12)
+        grey = grey.astype(np.float32)
+    elif image.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or 'transparency' in image.info:
+        rgba = np.asarray(image.convert('RGBA'), np.float32) / 255.0
+        alpha = rgba[..., 3:]
+        return (rgba[..., :3] * alpha + np.float32(TRANSPARENT_BACKGROUND) * (1 - alpha)).astype(np.float32)
+    else:
+        return np.asarray(image.convert('RGB'), np.float32) / 255.0
+    return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2)
+
+
+def resize_array(image, shape):
+    """[H, W, 3] in [0, 1] -> shape (height, width) with Lanczos, as Pillow resizes 8-bit images;
+    8-bit content goes through Pillow's 8-bit path, so those results are exactly as before."""
+    height, width = shape
+    if image.shape[:2] == (height, width):
+        return image
+    as_bytes = np.round(image * 255.0)
+    if np.allclose(as_bytes / 255.0, image, atol=1e-7):
+        resized = Image.fromarray(as_bytes.astype(np.uint8)).resize((width, height), Image.LANCZOS)
+        return np.asarray(resized, np.float32) / 255.0
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32), 'F')
+                           .resize((width, height), Image.LANCZOS)) for c in range(3)]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
 @contextlib.contextmanager
@@ -62,7 +161,10 @@ def opened_image(path):
     try:
         with Image.open(path) as image:
             yield image
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except Image.DecompressionBombError as error:
+        raise InputError(f"cannot read {path}: {error} (an image this large is refused as a possible "
+                         "decompression bomb)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise InputError(f"cannot read {path} as an image ({error})") from None
 
 
@@ -71,11 +173,6 @@ def shorter_side_to(image_size, size):
     width, height = image_size
     scale = size / min(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def resize_shorter_side(image, size):
-    new_size = shorter_side_to(image.size, size)
-    return image.resize(new_size, Image.LANCZOS) if new_size != image.size else image
 
 
 WRAP_MARGIN = 4  # input pixels wrapped around before a tileable resize: more than bicubic's reach
@@ -131,13 +228,18 @@ def initial_image(source, shape, seed, kind='mean-noise'):
 # ---------------------------------------------------------------- atomic writes
 
 def atomic_write(path, write):
+    """write(temporary) then rename it to `path`: a failure leaves the old file, never half a new
+    one. A disk that is full or read-only is an InputError naming the file and the reason."""
     temporary = f'{path}.{os.getpid()}.tmp'
     try:
         write(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         if os.path.exists(temporary):
-            os.remove(temporary)
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
     return path
 
 
@@ -146,11 +248,23 @@ def save_image(image, path):
 
 
 def save_json(data, path):
+    """Strict JSON: a NaN or infinite number (which json.dump would write as NaN, and strict
+    parsers reject) is written as null."""
     def write(tmp):
         with open(tmp, 'w') as handle:
-            json.dump(data, handle, indent=2, sort_keys=False)
+            json.dump(finite_or_none(data), handle, indent=2, sort_keys=False, allow_nan=False)
             handle.write('\n')
     return atomic_write(path, write)
+
+
+def finite_or_none(data):
+    if isinstance(data, float):
+        return data if np.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_or_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_none(value) for value in data]
+    return data
 
 
 def save_csv(rows, path):
@@ -201,8 +315,14 @@ def save_loss_plot(history, columns, path, x_label='iteration'):
     for column in columns:
         axis.plot(steps, [row.get(column, float('nan')) for row in history], linewidth=1, label=column)  # gaps
     axis.set_yscale('log')
+    # Coarse to fine: each stage's losses are at its own size, so the curve jumps where one starts.
+    for previous, row in zip(history, history[1:]):
+        if row.get('scale', 1.0) != previous.get('scale', 1.0):
+            axis.axvline(previous['step'], color='grey', linestyle='--', linewidth=1)
+            axis.annotate(f"scale {row['scale']:g} from here", (previous['step'], 1), xycoords=('data', 'axes fraction'),
+                          xytext=(3, -12), textcoords='offset points', fontsize=8, color='grey')
     axis.set_xlabel(x_label)
-    axis.set_ylabel('loss (terms before their weights)')
+    axis.set_ylabel('loss (the total; each term before its weight)')
     axis.legend(fontsize=7, ncol=2)
     axis.grid(True, which='both', alpha=0.3)
     figure.tight_layout()

@@ -12,37 +12,12 @@ import numpy as np
 import utils  # noqa: F401  before TensorFlow: it turns oneDNN on where TensorFlow would not
 import tensorflow as tf
 
-# (name, output channels) in network order; a None width marks a pooling layer.
-ARCHITECTURE = (
-    ('conv1_1', 64), ('conv1_2', 64), ('pool1', None),
-    ('conv2_1', 128), ('conv2_2', 128), ('pool2', None),
-    ('conv3_1', 256), ('conv3_2', 256), ('conv3_3', 256), ('pool3', None),
-    ('conv4_1', 512), ('conv4_2', 512), ('conv4_3', 512), ('pool4', None),
-    ('conv5_1', 512), ('conv5_2', 512), ('conv5_3', 512), ('pool5', None),
-)
-LAYER_NAMES = tuple(name for name, _ in ARCHITECTURE)
-CONV_LAYERS = tuple(name for name, width in ARCHITECTURE if width is not None)
-POOLINGS = ('avg', 'max')
+from layers import (ARCHITECTURE, CONV_LAYERS, LAYER_NAMES, POOLINGS, deepest,  # noqa: F401  (vgg16.X as before)
+                    downsampling, min_input_size, tileable_size_step)
 
 # The weights were trained (in Caffe, then converted for Keras) on BGR images
 # in [0, 255] with this per-channel ImageNet mean subtracted, in BGR order.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-def downsampling(layer):
-    """How many 2x poolings come before `layer`'s output (pool layers count themselves)."""
-    index = LAYER_NAMES.index(layer)
-    return sum(1 for name in LAYER_NAMES[:index + 1] if name.startswith('pool'))
-
-
-def min_input_size(layer):
-    """Smallest image side for which `layer`'s feature map is at least 1x1."""
-    return 2 ** downsampling(layer)
-
-
-def deepest(layers):
-    """The layer of `layers` that comes last in the network."""
-    return max(layers, key=LAYER_NAMES.index)
 
 
 def weight_tensors(weights, dtype=tf.float32, up_to='pool5'):
@@ -79,11 +54,6 @@ def mirror(net, width=1):
 PADDINGS = {'zero': None, 'circular': wrap, 'reflect': mirror}
 
 
-def tileable_size_step(layer):
-    """Tileable sides must be multiples of this, so every pooling halves the torus exactly."""
-    return 2 ** downsampling(layer)
-
-
 class Vgg16:
     """The convolutional part of VGG16; layers become attributes after `build`.
 
@@ -94,7 +64,7 @@ class Vgg16:
 
     def __init__(self, weights=None, pooling='avg', dtype=tf.float32, padding='zero'):
         if weights is None:
-            import weights as vgg_weights  # here, not at the top: weights.py imports this module
+            import weights as vgg_weights  # only when asked: most callers pass their weights
             weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")

@@ -27,10 +27,7 @@ import zipfile
 
 import numpy as np
 
-from utils import quiet_stderr
-
-with quiet_stderr():  # vgg16 imports TensorFlow, whose start-up chatter says nothing useful here
-    from vgg16 import ARCHITECTURE, CONV_LAYERS
+from layers import ARCHITECTURE, CONV_LAYERS
 
 KERAS_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/vgg16/'
              'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5')
@@ -102,16 +99,18 @@ def read_npz(path):
 
 
 def write_npz(weights, path):
-    """Write the cache format atomically (a temporary name, then rename)."""
+    """Write the cache format atomically (a temporary name, then rename); InputError if it cannot."""
+    from utils import atomic_write
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     arrays = {}
     for name, (kernel, bias) in weights.items():
         arrays[name + '/kernel'] = kernel
         arrays[name + '/bias'] = bias
-    temporary = path + '.tmp'
-    with open(temporary, 'wb') as handle:
-        np.savez(handle, **arrays)
-    os.replace(temporary, path)
+
+    def write(temporary):
+        with open(temporary, 'wb') as handle:
+            np.savez(handle, **arrays)
+    return atomic_write(path, write)
 
 
 def keras_layer_name(name):
@@ -196,6 +195,9 @@ def load_weights(path, allow_pickle=False):
     except WeightsError:
         raise
     except Exception as error:  # any reader failure means a corrupt or foreign file
+        if os.path.abspath(path) == os.path.abspath(cache_path()):
+            raise WeightsError(f"the cached weights {path} are damaged ({type(error).__name__}): fetch them again "
+                               f"with 'python weights.py --force', or delete that file") from None
         raise WeightsError(f"{path}: cannot read weights ({type(error).__name__}: {error})") from None
     return check_weights(weights, path)
 
@@ -267,10 +269,28 @@ def fetch_weights(destination=None, sources=None, log=print):
                 failures.append(f"{label}: {error}")
                 log(f"  {label} failed: {error}")
                 continue
-        write_npz(weights, destination)
-        log(f"VGG16 weights cached in {destination}")
-        return destination
+        return keep(weights, destination, log)
     raise WeightsError(HOW_TO_GET_WEIGHTS + ' (' + '; '.join(failures) + ')')
+
+
+def keep(weights, destination, log):
+    """Write fetched weights to the cache; where it cannot be written (read-only, full), to the
+    system's temporary folder instead, saying where: a 58 MB download is not thrown away."""
+    from utils import InputError
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+        write_npz(weights, destination)
+    except (OSError, InputError) as error:
+        fallback = os.path.join(tempfile.gettempdir(), CACHE_NAME)
+        try:
+            write_npz(weights, fallback)
+        except (OSError, InputError):
+            raise WeightsError(f"cannot write the fetched weights to {destination} ({error}) nor to {fallback}") from None
+        log(f"cannot write the cache {destination} ({error}); the weights are in {fallback}: "
+            f"pass --weights {fallback} or set ${ENV_VAR}")
+        return fallback
+    log(f"VGG16 weights cached in {destination}")
+    return destination
 
 
 def resolve_weights_path(explicit=None, fetch=True, log=print):
@@ -285,13 +305,30 @@ def resolve_weights_path(explicit=None, fetch=True, log=print):
     return fetch_weights(log=log)
 
 
-def main():
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(
+        description="Fetch the real VGG16 weights into the cache (if they are not there yet), check them, "
+                    "and print their path.")
+    parser.add_argument('--force', action='store_true',
+                        help='fetch again even if the cache has them (the old file is replaced only once the '
+                             'new one is checked)')
+    parser.add_argument('--version', action='version', version=version_line())
+    args = parser.parse_args(argv)
     try:
-        path = resolve_weights_path(log=lambda message: print(message, file=sys.stderr))
+        if args.force:
+            path = fetch_weights(log=lambda message: print(message, file=sys.stderr))
+        else:
+            path = resolve_weights_path(log=lambda message: print(message, file=sys.stderr))
         load_weights(path, allow_pickle=False)
     except WeightsError as error:
         sys.exit(f"error: {error}")
     print(path)
+
+
+def version_line():
+    from utils import project_version
+    return f"%(prog)s {project_version()}"
 
 
 if __name__ == '__main__':
