@@ -123,7 +123,7 @@ def score_rows(rows):
     """Sliced-Wasserstein and layout scores of every result against its source, and the layout
     score's limit for that texture (scores.layout_limit: chance level for arrangement-free samples)."""
     with utils.quiet_stderr():
-        import compare
+        import grading
         import weights as vgg_weights
     network_weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
     sources = {}
@@ -133,7 +133,7 @@ def score_rows(rows):
         if key not in sources:
             sources[key] = utils.load_image(utils.find_image(row['image']), row['size'])
         pairs.append((utils.load_image(row['result']), sources[key]))
-    for row, row_scores in zip(rows, compare.score_all(network_weights, pairs)):
+    for row, row_scores in zip(rows, grading.score_all(network_weights, pairs)):
         row.update(swd=row_scores['swd'], layout=row_scores['layout'], layout_limit=row_scores['layout_limit'])
     return sources
 

@@ -47,13 +47,13 @@ def log(message):
 
 def swd_scores(network_weights, images, source):
     """compare.py's SWD of each image against the source."""
-    import compare
+    import grading
     import scores
     with utils.quiet_stderr():
-        features = compare.vgg_features(network_weights, list(images) + [source], list(compare.SWD_LAYERS))
+        features = grading.vgg_features(network_weights, list(images) + [source], list(grading.SWD_LAYERS))
     source_features = features[-1]
-    return [float(sum(scores.sliced_wasserstein(f[layer], source_features[layer]) for layer in compare.SWD_LAYERS)
-                  / len(compare.SWD_LAYERS)) for f in features[:-1]]
+    return [float(sum(scores.sliced_wasserstein(f[layer], source_features[layer]) for layer in grading.SWD_LAYERS)
+                  / len(grading.SWD_LAYERS)) for f in features[:-1]]
 
 
 def optimise(image, size, output_size=None):
@@ -121,11 +121,11 @@ def samples_of(state, seeds, shape):
 
 def diversity(network_weights, samples, source, layer='conv3_1'):
     """Mean pairwise feature distance of CROP px sample corners over that of CROP px source crops."""
-    import compare
+    import grading
     import scores
     crops = [source[top:top + CROP, left:left + CROP] for top in (0, source.shape[0] - CROP)
              for left in (0, source.shape[1] - CROP)]
-    features = compare.vgg_features(network_weights, [s[:CROP, :CROP] for s in samples] + crops, [layer])
+    features = grading.vgg_features(network_weights, [s[:CROP, :CROP] for s in samples] + crops, [layer])
     among_samples = scores.pairwise_distance([f[layer] for f in features[:len(samples)]])
     among_crops = scores.pairwise_distance([f[layer] for f in features[len(samples):]])
     return among_samples / among_crops

@@ -24,46 +24,16 @@ import os
 import shutil
 import time
 
-import numpy as np
-
 # No TensorFlow here, so --help and option errors answer at once: vgg_features loads it.
-import layers
+import grading
 import report
-import scores
 import train
 import utils
 import weights as vgg_weights
-from utils import InputError, find_image, load_image, quiet_stderr
+from utils import InputError, find_image, load_image
 
 OUT = 'reports'
 SIZE = train.SIZE   # the source is scaled as train.py scales it
-GRAM_LAYERS = layers.GRAM_LAYERS                                  # the course's objective, mean
-SWD_LAYERS = ('conv1_1', 'conv2_1', 'conv3_1', 'conv4_1', 'conv5_1')  # the first of each block
-# A result is flagged as a copy of the source when its thumbnail lines up with the
-# source's (new textures measured 0.11-0.30, copies 0.9-1.0), or when its patches are
-# nearly all found in the source (a crop: new textures measured above 0.05).
-COPY_LAYOUT = 0.6
-COPY_PATCH = 0.02
-SCORES = ('gram', 'swd', 'colour', 'spectral', 'patch', 'layout')
-EXPLANATIONS = {
-    'gram': 'Gram distance on VGG16 features, mean over the 13 conv layers; lower is better. It is the '
-            'training objective, so it flatters the optimiser that minimised it; blind to arrangement.',
-    'swd': 'sliced-Wasserstein distance between VGG16 feature distributions (Heitz et al. 2021), mean '
-           'over conv1_1..conv5_1, fixed projections; lower is better; ranks the table. Blind to arrangement.',
-    'colour': 'per-channel 1-D Wasserstein distance between pixel colours; lower is better. '
-              'Blind to everything but the colour histogram.',
-    'spectral': 'distance between log radially averaged power spectra; lower is better. Sees scale '
-                'and periodic structure that Grams miss; blind to colour and orientation.',
-    'patch': "mean distance of the result's 8x8 patches to the nearest source patch, relative to the "
-             'source variance; near 0 means copied pixels. Not a quality score: blurry copies score higher.',
-    'layout': "best correlation of 32 px thumbnails over cyclic shifts, flips and transposes: about "
-              '0.1-0.45 for a new texture (smooth textures score more by chance), 1.0 for the source '
-              'itself; high means the layout was copied.',
-    'layout_limit': 'what a new texture of this source should stay under: 0.25, or the 90th percentile '
-                    'of random-phase samples (its spectrum, no arrangement) where that is higher. '
-                    'Over it: "layout?", look at the result.',
-    'copy': f'flagged as a copy of the source: layout >= {COPY_LAYOUT} or patch <= {COPY_PATCH}',
-}
 DONE = ('finished', 'converged')
 
 
@@ -179,107 +149,48 @@ def switch_or_option(key, value):
     return [f'--{key}', value]
 
 
-# ---------------------------------------------------------------- scoring
-
-def vgg_features(network_weights, images, layers):
-    """[{layer: [H, W, N] features}] for each image: one graph, images of any size."""
-    with quiet_stderr():  # TensorFlow's start-up chatter
-        import tensorflow as tf
-
-        import synthesize
-        import vgg16
-    graph = tf.Graph()
-    with graph.as_default():
-        placeholder = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3])
-        model = vgg16.Vgg16(network_weights).build(placeholder, vgg16.deepest(layers))
-        fetches = {layer: getattr(model, layer) for layer in layers}
-        with quiet_stderr(), tf.compat.v1.Session(graph=graph, config=synthesize.session_config()) as session:
-            return [{layer: value[0] for layer, value in session.run(fetches, {placeholder: image[None]}).items()}
-                    for image in images]
-
-
-def score(result, source, result_features, source_features):
-    """Every score of one result against its source, per layer too; see EXPLANATIONS."""
-    row = {}
-    for layer in GRAM_LAYERS:
-        row[f'gram_{layer}'] = scores.gram_distance(result_features[layer], source_features[layer])
-    for layer in SWD_LAYERS:
-        row[f'swd_{layer}'] = scores.sliced_wasserstein(result_features[layer], source_features[layer])
-    row['gram'] = float(np.mean([row[f'gram_{layer}'] for layer in GRAM_LAYERS]))
-    row['swd'] = float(np.mean([row[f'swd_{layer}'] for layer in SWD_LAYERS]))
-    row['colour'] = scores.colour_distance(result, source)
-    row['spectral'] = scores.spectral_distance(result, source)
-    row['patch'] = scores.nearest_patch_distance(result, source)
-    row['layout'] = scores.layout_score(result, source)
-    row['layout_limit'] = scores.layout_limit(source, result.shape[:2])
-    row['copy'] = bool(row['layout'] >= COPY_LAYOUT or row['patch'] <= COPY_PATCH)
-    return row
-
-
-def check_scoring_size(shape, what):
-    """InputError for an image too small for the scores' deepest layer, or too large for the free
-    memory (its VGG16 features are computed whole), before it is loaded."""
-    import options
-    needed = layers.min_input_size(layers.deepest(GRAM_LAYERS))
-    if min(shape) < needed:
-        raise InputError(f"{what} is {shape[1]}x{shape[0]} px: scores need at least {needed} px per side")
-    options.check_memory(shape, 'gram', 'float32', GRAM_LAYERS, '--size')
-
-
-def score_all(network_weights, pairs, stop=None):
-    """pairs: [(result, source)] -> [score row]; each distinct source goes through VGG16 once.
-    A stop request (Ctrl-C) ends it between two results, as KeyboardInterrupt."""
-    sources = {id(source): source for _, source in pairs}
-    for result, _ in pairs:
-        check_scoring_size(result.shape[:2], 'a result')
-    features = vgg_features(network_weights, [r for r, _ in pairs] + list(sources.values()),
-                            sorted(set(GRAM_LAYERS + SWD_LAYERS), key=layers.LAYER_NAMES.index))
-    source_features = dict(zip(sources, features[len(pairs):]))
-    rows = []
-    for (result, source), result_features in zip(pairs, features):
-        if stop is not None and stop.is_set():
-            raise KeyboardInterrupt
-        rows.append(score(result, source, result_features, source_features[id(source)]))
-    return rows
-
-
-def ranked(rows):
-    """Best first: copies last whatever their scores, then by sliced-Wasserstein distance."""
-    return sorted(rows, key=lambda row: (row.get('copy', True), row.get('swd', np.inf)))
-
-
-def flag(row):
-    """COPY (ranked last), 'layout?' (over its texture's chance level: look at it), or ''."""
-    if row['copy']:
-        return 'COPY'
-    return 'layout?' if row['layout'] > row['layout_limit'] else ''
+TABLE = ('swd', 'gram', 'colour', 'spectral', 'patch', 'layout')  # the terminal's columns
 
 
 def print_table(rows):
     width = max(len(row['name']) for row in rows)
-    print(f"{'rank':>4}  {'name':<{width}}  " + '  '.join(f'{c:>9}' for c in SCORES) + '  limit  copy?')
+    print(f"{'rank':>4}  {'name':<{width}}  " + '  '.join(f'{c:>9}' for c in TABLE) + '  limit  verdict')
     for rank, row in enumerate(rows, 1):
-        values = '  '.join(f'{row[c]:9.3g}' for c in SCORES)
-        print(f"{rank:>4}  {row['name']:<{width}}  {values}  {row['layout_limit']:5.2f}  {flag(row)}")
+        values = '  '.join(f'{row[c]:9.3g}' for c in TABLE)
+        print(f"{rank:>4}  {row['name']:<{width}}  {values}  {row['layout_limit']:5.2f}  {row['verdict']}")
 
 
-def write_report(folder, title, source, rows, notes=(), histories=None):
+# scores.csv: what a grader sorts and reads first, then where the row came from, then every layer.
+LEADING_COLUMNS = ('rank', 'name', 'verdict', 'reason', 'swd', 'gram', 'colour', 'spectral', 'patch', 'layout',
+                   'layout_limit', 'copy_layout', 'copy_scale', 'width', 'height', 'scale', 'scale_from',
+                   'status', 'seconds', 'final_loss', 'path', 'run_dir')
+
+
+def write_report(folder, title, source, rows, notes=(), histories=None, command=None):
     """scores.csv, contact_sheet.png, loss_curves.png (sweeps) and report.html in `folder`."""
-    columns = ['name'] + list(SCORES) + ['layout_limit', 'copy']
-    table = [{key: value for key, value in row.items() if key != 'image'} for row in rows]
-    utils.save_csv(table, os.path.join(folder, 'scores.csv'))
+    table = [{'rank': rank, **{key: value for key, value in row.items() if key not in ('image', 'copy')}}
+             for rank, row in enumerate(rows, 1)]
+    ordered = [{column: row[column] for column in LEADING_COLUMNS if column in row} for row in table]
+    for row, full in zip(ordered, table):
+        row.update({key: value for key, value in full.items() if key not in row})
+    utils.save_csv(ordered, os.path.join(folder, 'scores.csv'))
     entries = [(source, ['source'])] + [
         (row['image'], [f"{rank}. {row['name']}"[:40], f"swd {row['swd']:.3g}  gram {row['gram']:.3g}",
-                        f"layout {row['layout']:.2f}  {flag(row)}".rstrip(),
+                        f"layout {row['layout']:.2f}  {row['verdict'] if row['verdict'] != 'ok' else ''}".rstrip(),
                         *([f"status {row['status']}"] if row.get('status') not in (None, *DONE) else [])])
         for rank, row in enumerate(rows, 1)]
     report.contact_sheet(entries, os.path.join(folder, 'contact_sheet.png'))
     curves = None
     if histories:
         curves = report.loss_curves(histories, os.path.join(folder, 'loss_curves.png'))
-    report.write_html(os.path.join(folder, 'report.html'), title, source, rows, columns,
-                      {c: EXPLANATIONS[c] for c in SCORES + ('layout_limit', 'copy')}, notes, curves)
+    report.write_html(os.path.join(folder, 'report.html'), title, source, rows, grading.EXPLANATIONS,
+                      notes, curves, command or command_line())
     return folder
+
+
+def command_line():
+    import shlex
+    return shlex.join(['python', os.path.basename(sys.argv[0])] + sys.argv[1:])
 
 
 def folder_for(args, key):
@@ -299,26 +210,31 @@ def digest(*parts):
 # ---------------------------------------------------------------- the two modes
 
 def score_images(args, network_weights, stop=None):
+    """Grade result images and folders of them against --source (the scoring mode)."""
     source_path = find_image(args.source)
-    check_scoring_size(utils.image_shape(source_path, args.size or None), 'the source (after --size)')
+    grading.check_scoring_size(utils.image_shape(source_path, args.size or None), 'the source (after --size)')
+    submissions, skipped = grading.find_submissions(args.results)
+    for path, why in skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    if not submissions:
+        raise InputError(f"no image to score in {', '.join(args.results)}")
+    rows = grading.grade(network_weights, submissions, source_path, args.size, stop)
+    for row in rows:
+        if row['scale_problem']:
+            print(f"scale? {row['name']}: {row['scale_problem']}", file=sys.stderr)
     source = load_image(source_path, args.size or None)
-    paths = [find_image(path) for path in args.results]
-    for path in paths:
-        check_scoring_size(utils.image_shape(path), f'result {path}')
-    results = [load_image(path) for path in paths]
-    names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
-    if len(set(names)) < len(names):  # runs/*/result.png: name them by their folder
-        names = [os.path.join(os.path.basename(os.path.dirname(os.path.abspath(p))), n) for p, n in zip(paths, names)]
-    rows = score_all(network_weights, [(result, source) for result in results], stop)
-    for row, name, path, result in zip(rows, names, paths, results):
-        row.update(name=name, path=os.path.abspath(path), image=result)
-    rows = ranked(rows)
     stem = os.path.splitext(os.path.basename(source_path))[0]
-    folder = folder_for(args, f'{stem}-scores-{digest(os.path.abspath(source_path), args.size, sorted(paths))}')
+    paths = sorted(submission['path'] for submission in submissions)
+    folder = folder_for(args, f'{stem}-scores-{digest(os.path.abspath(source_path), args.size, paths)}')
     print_table(rows)
-    write_report(folder, f'{len(rows)} results against {os.path.basename(source_path)}', source, rows,
-                 [f'source {os.path.abspath(source_path)}, shorter side scaled to {args.size} px'
-                  if args.size else f'source {os.path.abspath(source_path)} at its own size'])
+    scales = sorted({(row['scale'], row['scale_from']) for row in rows})
+    origins = {'config.json': "the size in the results' config.json", '--size': '--size',
+               'own size': 'its own size, --size 0'}
+    notes = [f"Source {os.path.abspath(source_path)}, seen at " + '; '.join(
+        f"{scale} px ({origins[origin]})" for scale, origin in scales) + ' on its shorter side.']
+    if skipped:
+        notes.append(f"Skipped (not images): {', '.join(os.path.basename(path) for path, _ in skipped)}.")
+    write_report(folder, f'{len(rows)} results against {os.path.basename(source_path)}', source, rows, notes)
     return folder
 
 
@@ -426,9 +342,11 @@ def sweep_in(folder, args, network_weights, base, stop):
     if not rows:
         print("no configuration finished: nothing to score", file=sys.stderr)
         return folder, interrupted
-    for row, cached, (result, _) in zip(rows, cached_scores(network_weights, rows, pairs), pairs):
-        row.update(cached, image=result)
-    rows = ranked(rows)
+    for row, cached, (result, source) in zip(rows, cached_scores(network_weights, rows, pairs), pairs):
+        row.update(cached, image=result, width=result.shape[1], height=result.shape[0], scale=min(source.shape[:2]),
+                   scale_from='config.json', scale_problem=None)
+        row['verdict'], row['reason'] = grading.verdict(row)
+    rows = grading.ranked(rows)
     print_table(rows)
     notes = [f"train.py {' '.join(base)} with, per row, the swept options: "
              f"{'; '.join(args.sweep)}. Seed {train.SEED} unless swept."]
@@ -454,11 +372,11 @@ def cached_scores(network_weights, rows, pairs):
                 scores_found = None
             if not isinstance(scores_found, dict):
                 scores_found = None
-        if scores_found is None or 'layout_limit' not in scores_found:  # none yet, or from before the limit
+        if scores_found is None or 'copy_layout' not in scores_found:  # none yet, or from before the copy search
             missing.append(index)
         cached.append(scores_found)
     if missing:
-        for index, fresh in zip(missing, score_all(network_weights, [pairs[i] for i in missing])):
+        for index, fresh in zip(missing, grading.score_all(network_weights, [pairs[i] for i in missing])):
             utils.save_json(fresh, os.path.join(rows[index]['run_dir'], 'scores.json'))
             cached[index] = fresh
     return cached

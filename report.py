@@ -7,6 +7,7 @@ beside it for slides.
 import base64
 import html
 import io
+import os
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -79,52 +80,138 @@ def _data_uri(image_or_path):
 
 def _cell(value):
     if isinstance(value, bool):
-        return 'COPY' if value else ''
-    if isinstance(value, float):
+        return 'yes' if value else ''
+    if isinstance(value, (float, np.floating)):
         return f'{value:.4g}' if np.isfinite(value) else '–'
     return html.escape(str(value))
 
 
-def write_html(path, title, source, rows, columns, explanations, notes=(), curves=None):
-    """report.html: the source, a table (one row per result, best first) with thumbnails, the curves.
+def _sort_key(value):
+    """What a column sorts by: the number itself, or the text."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return f' data-value="{float(value):.10g}"' if np.isfinite(value) else ' data-value="inf"'
+    return ''
 
-    rows: dicts with 'image' (array), 'name', 'copy' (bool) and the `columns`;
-    explanations: {column: one line saying what it is and which way is better}.
+
+# The table's columns after rank, image and name: (key, heading). Sweeps add status and seconds.
+COLUMNS = (('verdict', 'verdict'), ('swd', 'swd'), ('gram', 'gram'), ('colour', 'colour'),
+           ('spectral', 'spectral'), ('patch', 'patch'), ('layout', 'layout'), ('layout_limit', 'limit'),
+           ('copy_layout', 'copy layout'), ('size', 'size'), ('scale', 'scale'), ('status', 'status'),
+           ('seconds', 'seconds'), ('path', 'path'))
+# Click a heading to sort by it, again to reverse: a few lines, no library, no network.
+SORT_SCRIPT = """
+document.querySelectorAll('th[data-column]').forEach(function (heading) {
+  heading.addEventListener('click', function () {
+    var table = heading.closest('table'), body = table.tBodies[0], column = heading.cellIndex;
+    var up = heading.dataset.order !== 'up';
+    table.querySelectorAll('th').forEach(function (h) { delete h.dataset.order; });
+    heading.dataset.order = up ? 'up' : 'down';
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[column], y = b.cells[column];
+      var p = x.dataset.value, q = y.dataset.value;
+      var order = (p !== undefined && q !== undefined) ? parseFloat(p) - parseFloat(q)
+                                                       : x.textContent.localeCompare(y.textContent);
+      return up ? order : -order;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  });
+});
+"""
+
+
+def summary(rows, source_name):
+    """One paragraph: how many were scored, flagged and to look at, the best and the worst."""
+    counts = {verdict: [row['name'] for row in rows if row['verdict'] == verdict] for verdict in ('COPY', 'look', 'scale?')}
+    ranked = [row for row in rows if row['verdict'] != 'COPY']
+    parts = [f"{len(rows)} result{'s' if len(rows) != 1 else ''} scored against {source_name}"]
+    words = {'COPY': 'flagged as copies of the source', 'look': 'with a layout over the limit, to look at',
+             'scale?': 'with a size that does not fit the scale they are scored at'}
+    for verdict, names in counts.items():
+        if names:
+            shown = ', '.join(names[:5]) + (f' and {len(names) - 5} more' if len(names) > 5 else '')
+            parts.append(f"{len(names)} {words[verdict]} ({shown})")
+    text = '; '.join(parts) + '.'
+    if ranked:
+        text += f" Best: {ranked[0]['name']} (swd {ranked[0]['swd']:.3g})"
+        if len(ranked) > 1:
+            text += f"; worst: {ranked[-1]['name']} (swd {ranked[-1]['swd']:.3g})"
+        text += '.'
+    return text
+
+
+def write_html(path, title, source, rows, explanations, notes=(), curves=None, command=''):
+    """report.html: a summary, the source, a sortable table (one row per result, best first) with
+    thumbnails that open the full image, the curves, and what every column means.
+
+    rows: dicts with 'image' (array), 'name', 'verdict', 'reason', the scores, and 'path' or
+    'run_dir' (linked relative to the report, so the folder can move with its images).
     """
-    head = ''.join(f'<th title="{html.escape(explanations.get(c, ""))}">{html.escape(c)}</th>' for c in columns)
+    import datetime
+    folder = os.path.dirname(os.path.abspath(path))
+    present = [(key, heading) for key, heading in COLUMNS
+               if key in ('size', 'path') or any(row.get(key) is not None for row in rows)]
+    head = ''.join(f'<th data-column title="{html.escape(explanations.get(key, ""))}">{html.escape(heading)}</th>'
+                   for key, heading in present)
     body = []
     for rank, row in enumerate(rows, 1):
-        flag = ' class="copy"' if row.get('copy') else ''
-        cells = ''.join(f'<td>{_cell(row.get(c, ""))}</td>' for c in columns)
-        body.append(f'<tr{flag}><td>{rank}</td><td><img src="{_data_uri(row["image"])}" alt="{html.escape(row["name"])}">'
-                    f'</td>{cells}</tr>')
-    legend = ''.join(f'<li><b>{html.escape(c)}</b>: {html.escape(text)}</li>' for c, text in explanations.items())
+        full = row.get('path') or os.path.join(row.get('run_dir', ''), 'result.png')
+        link = html.escape(os.path.relpath(full, folder))
+        values = {**row, 'size': f"{row.get('width', row['image'].shape[1])}x{row.get('height', row['image'].shape[0])}",
+                  'scale': f"{row.get('scale', '')} px ({row.get('scale_from', '')})" if row.get('scale') else '',
+                  'path': link}
+        cells = []
+        for key, _ in present:
+            value = values.get(key, '')
+            if key == 'verdict':
+                reason = html.escape(row.get('reason', ''))
+                cells.append(f'<td class="verdict {html.escape(str(value))}" title="{reason}">'
+                             f'{html.escape(str(value))}<br><small>{reason}</small></td>')
+            else:
+                cells.append(f'<td{_sort_key(value)}>{_cell(value if value is not None else "")}</td>')
+        body.append(f'<tr class="{html.escape(row["verdict"])}"><td data-value="{rank}">{rank}</td>'
+                    f'<td><a href="{link}"><img src="{_data_uri(row["image"])}" alt="{html.escape(row["name"])}"></a></td>'
+                    f'<td>{html.escape(row["name"])}</td>{"".join(cells)}</tr>')
+    legend = ''.join(f'<li><b>{html.escape(key)}</b>: {html.escape(text)}</li>' for key, text in explanations.items())
+    notes = list(notes)
+    if any(row['verdict'] == 'COPY' for row in rows):
+        notes.append('Rows in red are flagged as copies of the source and ranked last, whatever their scores.')
+    if any(row['verdict'] in ('look', 'scale?') for row in rows):
+        notes.append('Rows in yellow are worth a look: the reason is under the verdict.')
     notes_html = ''.join(f'<p>{html.escape(note)}</p>' for note in notes)
     curves_html = (f'<h2>Loss curves</h2><img class="curves" src="{_data_uri(curves)}" alt="loss curves">'
                    if curves else '')
+    made = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
     page = f'''<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; vertical-align: middle; }}
-th {{ background: #f0f0f0; cursor: help; }}
-td:nth-child(3) {{ text-align: left; }}
+th {{ background: #f0f0f0; cursor: pointer; }}
+th[data-order="up"]::after {{ content: " \\25B2"; }}
+th[data-order="down"]::after {{ content: " \\25BC"; }}
+td:nth-child(3), td.verdict {{ text-align: left; }}
+td.verdict small {{ color: #555; }}
 td img {{ height: 128px; image-rendering: auto; }}
-tr.copy {{ background: #fde2e2; }}
+tr.COPY {{ background: #fde2e2; }}
+tr.look, tr.scale\\? {{ background: #fff6d5; }}
 .source img {{ height: 192px; }}
 img.curves {{ max-width: 700px; }}
+code {{ background: #f4f4f4; padding: 2px 4px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
+<p class="summary">{html.escape(summary(rows, title.split(' against ')[-1] if ' against ' in title else 'the source'))}</p>
+<p class="made">Made {made} by <code>{html.escape(command)}</code></p>
 <div class="source"><p>source</p><img src="{_data_uri(source)}" alt="source"></div>
 {notes_html}
-<h2>Results, best first</h2>
-<table><thead><tr><th>rank</th><th>image</th>{head}</tr></thead><tbody>
+<h2>Results, best first (click a heading to sort)</h2>
+<table><thead><tr><th data-column>rank</th><th>image</th><th data-column>name</th>{head}</tr></thead><tbody>
 {''.join(body)}
 </tbody></table>
-<p>Rows in red are flagged as copies of the source and ranked last, whatever their scores.</p>
 <h2>What the columns mean</h2><ul>{legend}</ul>
 {curves_html}
+<script>{SORT_SCRIPT}</script>
 </body></html>
 '''
     def write(tmp):

@@ -30,6 +30,8 @@ THUMBNAIL_SIZE = 32           # the source's shorter side in the layout thumbnai
 LAYOUT_LINE = 0.25
 CHANCE_SAMPLES = 32           # random-phase samples behind layout_chance
 CHANCE_PERCENTILE = 90        # a result above this share of no-layout samples is suspect
+# The scales a copy is searched at: 0.25x to 4x, each 2^(1/4) from the next (copy_search).
+COPY_FACTORS = tuple(2 ** (k / 4) for k in range(-8, 9))
 
 
 def gram(features):
@@ -154,15 +156,51 @@ def layout_score(result, source, size=THUMBNAIL_SIZE):
     so a crop or a larger canvas keeps its scale; the smaller thumbnail then
     slides cyclically over the larger one.
     """
+    return layout_match(result, source, 1.0, size)[0]
+
+
+def layout_match(result, source, factor, size=THUMBNAIL_SIZE):
+    """(layout score, index of the best of the 8 dihedral transforms) with the result taken to be
+    the source at `factor` times its scale: the result's thumbnail is made 1/factor times as large
+    as the source's scale asks, so a copy resized by `factor` lines up with the source again."""
     scale = size / min(source.shape[:2])
-    source_small, result_small = thumbnail(source, scale), thumbnail(result, scale)
-    best = -1.0
-    for transformed in dihedral(result_small):
+    source_small, result_small = thumbnail(source, scale), thumbnail(result, scale / factor)
+    best, best_index = -1.0, 0
+    for index, transformed in enumerate(dihedral(result_small)):
         small, large = sorted([transformed, source_small], key=lambda a: a.size)
         if small.shape[0] > large.shape[0] or small.shape[1] > large.shape[1]:
             small = small[:large.shape[0], :large.shape[1]]  # the overlap of a different aspect ratio
-        best = max(best, float(cyclic_correlation(small, large).max()))
-    return best
+        score = float(cyclic_correlation(small, large).max())
+        if score > best:
+            best, best_index = score, index
+    return best, best_index
+
+
+def copy_search(result, source, factors=COPY_FACTORS):
+    """Is the result the source (or a crop, shift, flip, rotation, colour-jittered or blurred copy)
+    at some other scale? {'copy_layout': the best layout score over `factors`, 'copy_scale': where,
+    'copy_patch': nearest_patch_distance at that scale and transform}.
+
+    A copy resized by any factor from 0.25x to 4x lines up at one of the factors (2^(1/4) apart,
+    so never more than 9% off); the patches are compared at that factor, the larger image scaled
+    down to the smaller one's scale, and turned as the best layout match was.
+    """
+    matches = [(layout_match(result, source, factor), factor) for factor in factors]
+    (layout, index), factor = max(matches, key=lambda match: match[0][0])
+    turned = list(dihedral(result))[index]
+    if factor < 1:
+        patch = nearest_patch_distance(turned, resized(source, factor))
+    else:
+        patch = nearest_patch_distance(resized(turned, 1 / factor), source)
+    return {'copy_layout': layout, 'copy_scale': factor, 'copy_patch': patch}
+
+
+def resized(image, factor):
+    """[H, W, C] float image scaled by `factor` (Lanczos per channel), at least 8 px a side."""
+    height, width = (max(PATCH_SIZE, round(side * factor)) for side in image.shape[:2])
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32), 'F')
+                           .resize((width, height), Image.LANCZOS)) for c in range(image.shape[-1])]
+    return np.stack(channels, axis=-1)
 
 
 def random_phase(source, shape, seed=PROJECTION_SEED):
@@ -202,8 +240,8 @@ def layout_limit(source, shape):
 
 
 def dihedral(image):
-    """The 8 flips and rotations of a 2-D array."""
-    for turned in (image, image.T):
+    """The 8 flips and rotations of an image ([H, W] or [H, W, C]), always in the same order."""
+    for turned in (image, np.swapaxes(image, 0, 1)):
         for flipped in (turned, turned[::-1], turned[:, ::-1], turned[::-1, ::-1]):
             yield flipped
 

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import compare
+import grading
 import scores
 from conftest import ROOT
 from test_train import run_script
@@ -53,7 +54,7 @@ def test_bad_sweeps(sweeps, passthrough, message):
 def test_ranking_puts_copies_last():
     rows = [{'name': 'copy', 'swd': 0.0, 'copy': True}, {'name': 'b', 'swd': 2.0, 'copy': False},
             {'name': 'a', 'swd': 1.0, 'copy': False}]
-    assert [row['name'] for row in compare.ranked(rows)] == ['a', 'b', 'copy']
+    assert [row['name'] for row in grading.ranked(rows)] == ['a', 'b', 'copy']
 
 
 @pytest.fixture(scope='module')
@@ -81,9 +82,9 @@ def test_scoring_flags_copies_and_writes_the_report(candidates, tiny_weights_pat
     with open(os.path.join(folder, 'scores.csv')) as handle:
         rows = {row['name']: row for row in csv.DictReader(handle)}
     for name in ('shifted', 'crop', 'source'):
-        assert rows[name]['copy'] == 'True', name
+        assert rows[name]['verdict'] == 'COPY', name
     for name in ('noise', 'other'):
-        assert rows[name]['copy'] == 'False', name
+        assert rows[name]['verdict'] != 'COPY', name
     # The source itself scores 0 on every distance and 1 on layout.
     for score in ('gram', 'swd', 'colour', 'spectral'):
         assert float(rows['source'][score]) == pytest.approx(0, abs=1e-6), score
@@ -96,14 +97,20 @@ def test_scoring_flags_copies_and_writes_the_report(candidates, tiny_weights_pat
     # The page is self-contained: every image is embedded, nothing is fetched.
     page = open(os.path.join(folder, 'report.html')).read()
     assert page.count('src="data:image/png;base64,') == 6  # the source and five results
+    # Each thumbnail opens its image, by a path relative to the report.
+    assert 'href="../../' in page and os.path.basename(candidates['noise']) in page
     assert 'http://' not in page and 'https://' not in page
     assert Image.open(os.path.join(folder, 'contact_sheet.png')).width > 4 * 100
 
 
-def test_flag_names_copies_first_then_layouts_over_their_limit():
-    assert compare.flag({'copy': True, 'layout': 0.9, 'layout_limit': 0.3}) == 'COPY'
-    assert compare.flag({'copy': False, 'layout': 0.5, 'layout_limit': 0.45}) == 'layout?'
-    assert compare.flag({'copy': False, 'layout': 0.4, 'layout_limit': 0.45}) == ''
+def test_the_verdict_says_copy_first_then_scale_then_layout():
+    row = {'copy': False, 'copy_layout': 0.3, 'copy_scale': 1.0, 'copy_patch': 0.3, 'layout': 0.5,
+           'layout_limit': 0.45, 'scale_problem': None}
+    assert grading.verdict(row)[0] == 'look' and '0.50 is over' in grading.verdict(row)[1]
+    assert grading.verdict({**row, 'layout': 0.4})[0] == 'ok'
+    assert grading.verdict({**row, 'scale_problem': 'smaller'}) == ('scale?', 'smaller')
+    copy = {**row, 'copy': True, 'copy_layout': 0.95, 'copy_scale': 0.5}
+    assert grading.verdict(copy)[0] == 'COPY' and 'resized 0.5x' in grading.verdict(copy)[1]
 
 
 def sweep_args(out, tiny_weights_path):
@@ -202,5 +209,21 @@ def test_report_renders_in_a_headless_browser(candidates, tiny_weights_path, tmp
     page = os.path.join(out, 'page', 'report.html')
     dom = subprocess.run([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--dump-dom',
                           f'file://{page}'], capture_output=True, text=True, timeout=120).stdout
-    assert dom.count('<tr') == 3 and dom.count('class="copy"') == 1  # header, noise, and the flagged crop
+    assert dom.count('<tr') == 3 and dom.count('class="COPY"') == 1  # header, noise, and the flagged crop
     assert dom.count('<img') == 3  # the source and two results (no loss curves when scoring)
+    assert 'scored against' in dom and 'Made ' in dom
+    # Sorting, in the real browser: click the name heading (ascending), then swd twice (descending).
+    clicked = os.path.join(out, 'page', 'clicked.html')
+    heading = "Array.from(document.querySelectorAll('th')).find(function (h) { return h.textContent === '%s'; })"
+    with open(clicked, 'w') as handle:
+        handle.write(open(page).read().replace('</body>', '<script>' + (heading % 'name') + '.click();</script></body>'))
+    dom = subprocess.run([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--dump-dom',
+                          f'file://{clicked}'], capture_output=True, text=True, timeout=120).stdout
+    names = re.findall(r'<td>(crop|noise)</td>', dom)
+    assert names == ['crop', 'noise'], names
+    with open(clicked, 'w') as handle:
+        handle.write(open(page).read().replace(
+            '</body>', '<script>var h = ' + (heading % 'name') + '; h.click(); h.click();</script></body>'))
+    dom = subprocess.run([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--dump-dom',
+                          f'file://{clicked}'], capture_output=True, text=True, timeout=120).stdout
+    assert re.findall(r'<td>(crop|noise)</td>', dom) == ['noise', 'crop']

@@ -1,0 +1,160 @@
+"""Grading a class: copies caught at every scale, new textures not flagged, folders of
+submissions, the scale each is scored at, and a CSV that leads with what a grader reads."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+import compare
+import grading
+import scores
+from conftest import ROOT, real_weights_path
+from utils import load_image, save_image
+
+FACTORS = (0.25, 0.4, 0.6, 1.0, 1.7, 2.5, 4.0)
+
+
+def resized(image, factor):
+    height, width = (max(8, round(side * factor)) for side in image.shape[:2])
+    return np.asarray(Image.fromarray((image * 255).astype(np.uint8)).resize((width, height), Image.LANCZOS),
+                      np.float32) / 255
+
+
+def blurred(image):
+    return np.asarray(Image.fromarray((image * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1)),
+                      np.float32) / 255
+
+
+COPIES = {
+    'the source': lambda s: s,
+    'a crop': lambda s: s[20:200, 30:230],
+    'a cyclic shift': lambda s: np.roll(s, (70, 31), (0, 1)),
+    'flipped': lambda s: s[::-1],
+    'mirrored': lambda s: s[:, ::-1],
+    'turned 90 degrees': lambda s: np.rot90(s),
+    'colour-jittered': lambda s: np.clip(s * np.float32([1.15, 0.9, 1.05]) + 0.04, 0, 1),
+    'slightly blurred': blurred,
+}
+
+
+@pytest.fixture(scope='module', params=['texture1.jpg', 'texture4.jpg'])
+def source(request):
+    return load_image(os.path.join(ROOT, 'images', request.param), 256)
+
+
+@pytest.mark.parametrize('copy', list(COPIES))
+def test_copies_are_caught_at_every_scale(source, copy):
+    """Each kind of copy, resized by 0.25x to 4x, lines up with the source at one of the scales searched."""
+    for factor in FACTORS:
+        made = resized(COPIES[copy](source), factor)
+        if min(made.shape[:2]) < 16:
+            continue
+        match = max(scores.layout_match(made, source, f)[0] for f in scores.COPY_FACTORS)
+        assert match >= grading.COPY_LAYOUT, (copy, factor, match)
+
+
+def test_a_copy_search_reports_the_scale_and_finds_the_patches(source):
+    search = scores.copy_search(resized(np.rot90(source), 0.5), source)
+    assert search['copy_scale'] == pytest.approx(0.5) and search['copy_layout'] > 0.9
+    assert search['copy_patch'] < grading.COPY_PATCH
+
+
+def test_textures_without_the_source_arrangement_are_not_flagged_at_any_scale(source):
+    """Random-phase samples (the source's spectrum and colours, none of its arrangement) at every
+    scale: what a new texture shares with the source, at the least."""
+    for factor in FACTORS:
+        for seed in range(3):
+            sample = scores.random_phase(resized(source, factor), resized(source, factor).shape[:2], seed=seed)
+            search = scores.copy_search(sample, source)
+            assert search['copy_layout'] < grading.COPY_LAYOUT, (factor, seed, search)
+
+
+@pytest.mark.skipif(real_weights_path() is None,
+                    reason="real VGG16 weights absent: run 'python weights.py' to fetch them (CI does)")
+@pytest.mark.parametrize('size', [128, 256])
+def test_real_syntheses_at_other_scales_are_not_copies(size, tmp_path, capsys):
+    import train
+    code = train.cli(['--image', 'texture4.jpg', '--size', str(size), '--out', str(tmp_path), '--name', 'run',
+                      '--save-every', '0'])
+    assert code == 0, capsys.readouterr().err
+    result = load_image(str(tmp_path / 'run' / 'result.png'))
+    source = load_image(os.path.join(ROOT, 'images', 'texture4.jpg'), 256)
+    search = scores.copy_search(result, source)
+    assert search['copy_layout'] < grading.COPY_LAYOUT and search['copy_patch'] > grading.COPY_PATCH, search
+
+
+# ---------------------------------------------------------------- a class on disk
+
+@pytest.fixture
+def classroom(tmp_path):
+    """submissions/: alice/ (a run folder made at --size 128), bob.png (a copy of the source at half
+    size), carol/ (two images), notes.txt, dave/ (nothing in it)."""
+    source = load_image(os.path.join(ROOT, 'images', 'texture1.jpg'), 64)
+    folder = tmp_path / 'submissions'
+    (folder / 'alice').mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    save_image(rng.uniform(0, 1, (32, 32, 3)), str(folder / 'alice' / 'result.png'))
+    json.dump({'mode': 'texture', 'size': 32, 'image': 'texture1.jpg'}, open(folder / 'alice' / 'config.json', 'w'))
+    save_image(resized(source, 0.5), str(folder / 'bob.png'))
+    (folder / 'carol').mkdir()
+    save_image(np.roll(source, 9, 0), str(folder / 'carol' / 'first.png'))
+    save_image(rng.uniform(0, 1, (64, 64, 3)), str(folder / 'carol' / 'second.png'))
+    (folder / 'notes.txt').write_text('not an image')
+    (folder / 'dave').mkdir()
+    return folder
+
+
+def test_folders_of_submissions_are_found_and_named(classroom):
+    found, skipped = grading.find_submissions([str(classroom)])
+    assert [s['name'] for s in found] == ['alice', 'bob', 'carol/first', 'carol/second']
+    assert found[0]['config']['size'] == 32 and found[1]['config'] is None
+    assert sorted(os.path.basename(path) for path, _ in skipped) == ['dave', 'notes.txt']
+
+
+def test_a_class_is_graded_in_one_command(classroom, tiny_weights_path, tmp_path, capsys):
+    out = str(tmp_path / 'reports')
+    code = compare.cli(['--source', 'texture1.jpg', '--size', '64', str(classroom), '--weights', tiny_weights_path,
+                        '--out', out, '--name', 'class'])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert 'skipped' in err and 'notes.txt' in err and 'Traceback' not in err
+    assert 'scale? bob' in err  # 32 px, no config.json, scored against the source at 64 px
+    with open(os.path.join(out, 'class', 'scores.csv')) as handle:
+        reader = csv.DictReader(handle)
+        rows = {row['name']: row for row in reader}
+        header = reader.fieldnames
+    assert header[:4] == ['rank', 'name', 'verdict', 'reason'] and header[4] == 'swd'
+    assert header.index('path') < header.index('gram_conv1_1')  # per-layer columns come last
+    assert rows['alice']['scale'] == '32' and rows['alice']['scale_from'] == 'config.json'
+    assert rows['carol/second']['scale'] == '64' and rows['carol/second']['scale_from'] == '--size'
+    assert rows['bob']['verdict'] == 'COPY' and rows['carol/first']['verdict'] == 'COPY'
+    assert rows['carol/second']['verdict'] in ('ok', 'look')
+    page = open(os.path.join(out, 'class', 'report.html')).read()
+    assert 'Rows in red' in page and 'carol/first' in page
+
+
+def test_the_same_image_is_scored_at_the_scale_it_was_made_at(tiny_weights_path, tmp_path, capsys):
+    """One image, in a run folder saying --size 32 and loose: the stated scale differs, and with
+    the config the scores are those of the source at 32 px whatever --size says."""
+    image = np.random.default_rng(1).uniform(0, 1, (32, 32, 3))
+    with_config, loose = tmp_path / 'run', tmp_path / 'loose'
+    with_config.mkdir()
+    loose.mkdir()
+    save_image(image, str(with_config / 'result.png'))
+    save_image(image, str(loose / 'result.png'))
+    json.dump({'size': 32}, open(with_config / 'config.json', 'w'))
+    swd = {}
+    for size in ('32', '256'):
+        out = str(tmp_path / f'reports{size}')
+        assert compare.cli(['--source', 'texture1.jpg', '--size', size, str(with_config / 'result.png'),
+                            str(loose / 'result.png'), '--weights', tiny_weights_path, '--out', out,
+                            '--name', 'r']) == 0
+        with open(os.path.join(out, 'r', 'scores.csv')) as handle:
+            rows = {row['name']: row for row in csv.DictReader(handle)}
+        swd[size] = float(rows['run/result']['swd'])
+        assert rows['run/result']['scale'] == '32' and rows['loose/result']['scale'] == size
+    assert swd['32'] == pytest.approx(swd['256'])
+    assert 'scale? loose/result' in capsys.readouterr().err  # at --size 256 a 32 px result does not fit
