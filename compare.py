@@ -214,6 +214,8 @@ def score_images(args, network_weights, stop=None):
     source_path = find_image(args.source)
     grading.check_scoring_size(utils.image_shape(source_path, args.size or None), 'the source (after --size)')
     submissions, skipped = grading.find_submissions(args.results)
+    if not submissions and len(skipped) == 1 and skipped[0][0] in args.results:
+        raise InputError(skipped[0][1])  # one image named, and it cannot be read: say why
     for path, why in skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if not submissions:

@@ -24,6 +24,7 @@ QUANTILES = 1024
 SPECTRUM_BINS = 32            # radial frequency bins between 0 and the Nyquist frequency
 PATCH_SIZE, PATCH_STRIDE = 8, 4
 MAX_PATCHES = 4096            # a random subset beyond this keeps the distance matrix small
+COPY_PATCHES = 1024           # copy_search's patch comparison: enough for a mean, 4x cheaper than all
 THUMBNAIL_SIZE = 32           # the source's shorter side in the layout thumbnails
 # The layout line for textures whose thumbnails are fine-grained (noise and plain synthesis of
 # such a texture score about 0.15). Large, smooth structures score more by chance: layout_limit.
@@ -32,6 +33,13 @@ CHANCE_SAMPLES = 32           # random-phase samples behind layout_chance
 CHANCE_PERCENTILE = 90        # a result above this share of no-layout samples is suspect
 # The scales a copy is searched at: 0.25x to 4x, each 2^(1/4) from the next (copy_search).
 COPY_FACTORS = tuple(2 ** (k / 4) for k in range(-8, 9))
+# The scales refined around, and by how many steps of 2^(1/32) each way (to the grid's midpoints).
+COPY_CANDIDATES, REFINE_STEPS = 3, 4
+# The smallest thumbnail a result is matched with. Random-phase noise of texture4 lines up with the
+# source by chance at up to 0.79 for 8 px thumbnails, 0.6 for 16 px, 0.59 for 24 px (with the
+# refinement); copies of texture1-4 at 0.25x-4x score 0.78 or more (docs/benchmarks.md).
+MIN_TEMPLATE = 24
+MAX_THUMBNAIL = 6 * THUMBNAIL_SIZE  # the source's thumbnail when a small result asks for detail
 
 
 def gram(features):
@@ -113,24 +121,29 @@ def spectral_distance(result, source):
                                 - np.log10(radial_power_spectrum(source) + floor))))
 
 
-def patches(image, size=PATCH_SIZE, stride=PATCH_STRIDE):
-    """All size x size patches on a stride grid, flattened -> [P, size * size * 3]."""
-    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))
-    return windows[::stride, ::stride].reshape(-1, size * size * image.shape[-1]).astype(np.float64)
+def patches(image, size=PATCH_SIZE, stride=PATCH_STRIDE, count=None, seed=PROJECTION_SEED):
+    """size x size patches on a stride grid, flattened -> [P, size * size * 3]; with `count`, a
+    random subset of at most that many, chosen before any is copied (a 4096 px result has 1 M)."""
+    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))[::stride, ::stride]
+    rows, columns = windows.shape[:2]
+    if count is not None and rows * columns > count:
+        chosen = np.random.default_rng(seed).choice(rows * columns, count, replace=False)
+        windows = windows[chosen // columns, chosen % columns]
+    return windows.reshape(-1, size * size * image.shape[-1]).astype(np.float64)
 
 
-def nearest_patch_distance(result, source, seed=PROJECTION_SEED):
-    """Mean over the result's patches of the squared distance to the nearest source patch,
-    relative to the source's pixel variance (per value): 0 for a copy, crop or shifted copy.
+def nearest_patch_distance(result, source, seed=PROJECTION_SEED, queries=MAX_PATCHES, stride=None):
+    """Mean over the result's patches (at most `queries` of them) of the squared distance to the
+    nearest source patch, relative to the source's pixel variance (per value): 0 for a copy, crop
+    or shifted copy.
 
     The source's patches are taken at every position (stride 1, or 2 for sources
     over 512 px), so a copy shifted by any amount finds its patches exactly.
     """
-    stride = 1 if source.shape[0] * source.shape[1] <= 512 * 512 else 2
+    if stride is None:
+        stride = 1 if source.shape[0] * source.shape[1] <= 512 * 512 else 2
     candidates = patches(source, stride=stride).astype(np.float32)
-    queries = patches(result).astype(np.float32)
-    if len(queries) > MAX_PATCHES:
-        queries = queries[np.random.default_rng(seed).choice(len(queries), MAX_PATCHES, replace=False)]
+    queries = patches(result, count=queries, seed=seed).astype(np.float32)
     candidate_norms = (candidates ** 2).sum(1)
     nearest = []
     for block in np.array_split(queries, max(1, len(queries) // 256)):  # [256, P] distances at a time
@@ -164,6 +177,11 @@ def layout_match(result, source, factor, size=THUMBNAIL_SIZE):
     the source at `factor` times its scale: the result's thumbnail is made 1/factor times as large
     as the source's scale asks, so a copy resized by `factor` lines up with the source again."""
     scale = size / min(source.shape[:2])
+    # A small result at a large factor (a crop of an upscaled source) would make a tiny template:
+    # give it MIN_TEMPLATE px and the source as much more detail, up to MAX_THUMBNAIL.
+    scale = max(scale, MIN_TEMPLATE * factor / min(result.shape[:2]))
+    if scale * min(source.shape[:2]) > MAX_THUMBNAIL:
+        return -1.0, 0
     source_small, result_small = thumbnail(source, scale), thumbnail(result, scale / factor)
     best, best_index = -1.0, 0
     for index, transformed in enumerate(dihedral(result_small)):
@@ -178,20 +196,27 @@ def layout_match(result, source, factor, size=THUMBNAIL_SIZE):
 
 def copy_search(result, source, factors=COPY_FACTORS):
     """Is the result the source (or a crop, shift, flip, rotation, colour-jittered or blurred copy)
-    at some other scale? {'copy_layout': the best layout score over `factors`, 'copy_scale': where,
+    at some other scale? {'copy_layout': the best layout score over the scales, 'copy_scale': where,
     'copy_patch': nearest_patch_distance at that scale and transform}.
 
-    A copy resized by any factor from 0.25x to 4x lines up at one of the factors (2^(1/4) apart,
-    so never more than 9% off); the patches are compared at that factor, the larger image scaled
-    down to the smaller one's scale, and turned as the best layout match was.
+    The best COPY_CANDIDATES of `factors` are refined in steps of 2^(1/32), to within 1.1% of any
+    scale: the thumbnails of a fine-grained texture decorrelate at a scale error of a few per cent
+    (gravel, texture2, copied at 2.5x: 0.51 on the 2^(1/4) grid, 0.86 refined). The patches are
+    compared at the best scale, the larger image scaled down to the smaller one's scale and turned
+    as the best layout match was.
     """
-    matches = [(layout_match(result, source, factor), factor) for factor in factors]
-    (layout, index), factor = max(matches, key=lambda match: match[0][0])
+    coarse = sorted(((layout_match(result, source, factor), factor) for factor in factors),
+                    key=lambda match: -match[0][0])
+    candidates = list(coarse)
+    for _, factor in coarse[:COPY_CANDIDATES]:
+        candidates += [(layout_match(result, source, factor * 2 ** (k / 32)), factor * 2 ** (k / 32))
+                       for k in range(-REFINE_STEPS, REFINE_STEPS + 1) if k]
+    (layout, index), factor = max(candidates, key=lambda match: match[0][0])
     turned = list(dihedral(result))[index]
     if factor < 1:
-        patch = nearest_patch_distance(turned, resized(source, factor))
+        patch = nearest_patch_distance(turned, resized(source, factor), queries=COPY_PATCHES)
     else:
-        patch = nearest_patch_distance(resized(turned, 1 / factor), source)
+        patch = nearest_patch_distance(resized(turned, 1 / factor), source, queries=COPY_PATCHES)
     return {'copy_layout': layout, 'copy_scale': factor, 'copy_patch': patch}
 
 

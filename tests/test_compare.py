@@ -123,8 +123,8 @@ def test_sweep_runs_scores_and_resumes(tiny_weights_path, tmp_path, capsys):
     out = str(tmp_path / 'reports')
     assert compare.cli(sweep_args(out, tiny_weights_path)) == 0, capsys.readouterr().err
     folder = os.path.join(out, 'sweep')
-    assert sorted(os.listdir(folder)) == ['contact_sheet.png', 'loss_curves.png', 'report.html', 'runs',
-                                          'scores.csv']
+    assert sorted(os.listdir(folder)) == ['.lock', 'contact_sheet.png', 'loss_curves.png', 'report.html', 'runs',
+                                          'scores.csv']  # .lock: one sweep per report folder at a time
     names = sorted(os.listdir(os.path.join(folder, 'runs')))
     assert names == ['weighting=geometric_pooling=avg', 'weighting=geometric_pooling=max',
                      'weighting=mean_pooling=avg', 'weighting=mean_pooling=max']

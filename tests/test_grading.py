@@ -37,10 +37,13 @@ COPIES = {
     'turned 90 degrees': lambda s: np.rot90(s),
     'colour-jittered': lambda s: np.clip(s * np.float32([1.15, 0.9, 1.05]) + 0.04, 0, 1),
     'slightly blurred': blurred,
+    'a crop of the source upscaled 2x': lambda s: resized(s, 2)[40:200, 60:220],
 }
 
 
-@pytest.fixture(scope='module', params=['texture1.jpg', 'texture4.jpg'])
+# texture2 (fine gravel: its thumbnails decorrelate at small scale errors) and texture4 (large
+# smooth cells: the highest layout scores by chance) are the hardest cases measured.
+@pytest.fixture(scope='module', params=['texture2.jpg', 'texture4.jpg'])
 def source(request):
     return load_image(os.path.join(ROOT, 'images', request.param), 256)
 
@@ -52,8 +55,10 @@ def test_copies_are_caught_at_every_scale(source, copy):
         made = resized(COPIES[copy](source), factor)
         if min(made.shape[:2]) < 16:
             continue
-        match = max(scores.layout_match(made, source, f)[0] for f in scores.COPY_FACTORS)
-        assert match >= grading.COPY_LAYOUT, (copy, factor, match)
+        if 'upscaled' in copy and factor > 2:
+            continue  # 4x of that is a crop of the source at over 4x: beyond the search
+        search = scores.copy_search(made, source)
+        assert search['copy_layout'] >= grading.COPY_LAYOUT, (copy, factor, search)
 
 
 def test_a_copy_search_reports_the_scale_and_finds_the_patches(source):

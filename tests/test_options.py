@@ -58,5 +58,5 @@ def test_unknown_free_memory_checks_nothing(monkeypatch):
 def test_on_a_gpu_tensorflow_reports_its_own_out_of_memory(monkeypatch):
     # Host memory says nothing about the GPU's; cli() reports TensorFlow's ResourceExhaustedError.
     monkeypatch.setattr(options, 'available_memory_gb', lambda: 6.0)
-    monkeypatch.setattr(options.tf.config, 'list_physical_devices', lambda kind=None: ['GPU:0'])
+    monkeypatch.setattr(options, 'gpu_visible', lambda: True)
     options.check_memory((4096, 4096), 'gram', 'float32', DEFAULT, '--output-size')

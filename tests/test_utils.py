@@ -63,7 +63,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         raise OSError('disk full')
 
     monkeypatch.setattr(utils.Image.Image, 'save', crash)
-    with pytest.raises(OSError):
+    with pytest.raises(utils.InputError, match='cannot write .*out.png: disk full'):
         utils.save_image(np.ones((4, 4, 3)), path)
     assert open(path, 'rb').read() == before  # the old file is intact
     assert os.listdir(tmp_path) == ['out.png']  # and no temporary is left
