@@ -19,12 +19,9 @@ import platform
 import sys
 
 import numpy as np
-import scipy
 
-import utils  # before TensorFlow: it turns oneDNN on where TensorFlow would not
-import tensorflow as tf
+import utils
 
-import feedforward
 import weights as vgg_weights
 from utils import InputError, quiet_stderr
 
@@ -61,7 +58,9 @@ def make_run_dir(out, stem, name=None):
 
 def environment(weights_path):
     """What besides the options decides the output: weights, versions, machine."""
-    with quiet_stderr():  # without a GPU, TensorFlow logs a CUDA error here
+    import scipy
+    with quiet_stderr():  # without a GPU, TensorFlow logs a CUDA error here (loaded by now anyway)
+        import tensorflow as tf
         gpus = [device.name for device in tf.config.list_physical_devices('GPU')]
     commit, changed = utils.git_commit()
     return {
@@ -143,6 +142,7 @@ def read_history(run_dir):
 
 def save_generator_step(run_dir, step, trainer, history, source, checkpoint_settings):
     """A feed-forward run's checkpoint, a sheet of its preview samples, and the history so far."""
+    import feedforward  # TensorFlow: loaded by now, not at import (train.py --help)
     state = trainer.state()
     feedforward.save_checkpoint(state, os.path.join(run_dir, feedforward.CHECKPOINT_NAME), checkpoint_settings)
     images, labels = zip(*feedforward.preview_sheet(source, trainer.samples()))
@@ -156,6 +156,7 @@ def finish_generator(run_dir, trainer, source, history, config, status, iteratio
     The checkpoint first (what --resume and sample.py need), then the SavedModel, then
     result.png (seed 0 at the training size), comparison.png, history, config and loss curves.
     """
+    import feedforward  # TensorFlow: loaded by now, not at import (train.py --help)
     if trainer is None or not history:
         config.update(status=status, iterations_done=history[-1]['step'] if history else 0)
         utils.save_json(config, os.path.join(run_dir, 'config.json'))
