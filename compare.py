@@ -229,11 +229,16 @@ def score_images(args, network_weights, stop=None):
     paths = sorted(submission['path'] for submission in submissions)
     folder = folder_for(args, f'{stem}-scores-{digest(os.path.abspath(source_path), args.size, paths)}')
     print_table(rows)
-    scales = sorted({(row['scale'], row['scale_from']) for row in rows})
-    origins = {'config.json': "the size in the results' config.json", '--size': '--size',
-               'own size': 'its own size, --size 0'}
-    notes = [f"Source {os.path.abspath(source_path)}, seen at " + '; '.join(
-        f"{scale} px ({origins[origin]})" for scale, origin in scales) + ' on its shorter side.']
+    origins = {'config.json': "its config.json", '--size': '--size', 'own size': 'its own size, --size 0'}
+    by_scale = {}
+    for row in rows:
+        by_scale.setdefault(row['scale'], {}).setdefault(row['scale_from'], []).append(row['name'])
+    seen = []
+    for scale, sources in sorted(by_scale.items()):
+        told = [f"{origins[origin]} for {len(names)} result{'s' * (len(names) > 1)}" for origin, names in sources.items()]
+        seen.append(f"{scale} px ({', '.join(told)})")
+    notes = [f"Source {os.path.abspath(source_path)}, its shorter side seen at " + '; '.join(seen) +
+             ": each result at the size it was made at (the scale column says which)."]
     if skipped:
         notes.append(f"Skipped (not images): {', '.join(os.path.basename(path) for path, _ in skipped)}.")
     write_report(folder, f'{len(rows)} results against {os.path.basename(source_path)}', source, rows, notes)
