@@ -57,6 +57,10 @@ def parse_args(argv=None):
                         help='report folder name (default: from the inputs, so the same command '
                              'finds the same folder and a sweep resumes)')
     parser.add_argument('--weights', default=None, help='VGG16 weights file (as train.py --weights)')
+    parser.add_argument('--reference', action='store_true',
+                        help="also say where each result sits between uniform noise (0) and train.py's "
+                             'defaults on the source (1); that texture is made once per source and scale '
+                             '(about 20 s at 256 px) and cached')
     args, rest = parser.parse_known_args(argv)
     if args.name is not None:
         try:
@@ -79,6 +83,8 @@ def parse_args(argv=None):
         if args.size < 0:
             parser.error('--size must be 0 or more')
     else:
+        if args.reference:
+            parser.error("--reference goes with --source: a sweep's results are the tool's own textures")
         if not args.sweep:
             parser.error('--image needs at least one --sweep KEY=V1,V2')
         if args.weights:
@@ -154,14 +160,20 @@ TABLE = ('swd', 'gram', 'colour', 'spectral', 'patch', 'layout')  # the terminal
 
 def print_table(rows):
     width = max(len(row['name']) for row in rows)
-    print(f"{'rank':>4}  {'name':<{width}}  " + '  '.join(f'{c:>9}' for c in TABLE) + '  limit  verdict')
+    against = 'swd_vs_reference' in rows[0]  # --reference
+    print(f"{'rank':>4}  {'name':<{width}}  " + '  '.join(f'{c:>9}' for c in TABLE) + '  limit'
+          + ('  swd vs ref.' if against else '') + '  verdict')
     for rank, row in enumerate(rows, 1):
         values = '  '.join(f'{row[c]:9.3g}' for c in TABLE)
-        print(f"{rank:>4}  {row['name']:<{width}}  {values}  {row['layout_limit']:5.2f}  {row['verdict']}")
+        position = ''
+        if against:
+            position = f"  {row['swd_vs_reference']:12.2f}" if row['swd_vs_reference'] is not None else f"  {'-':>12}"
+        print(f"{rank:>4}  {row['name']:<{width}}  {values}  {row['layout_limit']:5.2f}{position}  {row['verdict']}")
 
 
 # scores.csv: what a grader sorts and reads first, then where the row came from, then every layer.
 LEADING_COLUMNS = ('rank', 'name', 'verdict', 'reason', 'swd', 'gram', 'colour', 'spectral', 'patch', 'layout',
+                   'swd_vs_reference', 'gram_vs_reference', 'colour_vs_reference', 'spectral_vs_reference',
                    'layout_limit', 'copy_layout', 'copy_scale', 'width', 'height', 'scale', 'scale_from',
                    'status', 'seconds', 'final_loss', 'path', 'run_dir')
 
@@ -220,7 +232,13 @@ def score_images(args, network_weights, stop=None):
         print(f"skipped {path}: {why}", file=sys.stderr)
     if not submissions:
         raise InputError(f"no image to score in {', '.join(args.results)}")
-    rows = grading.grade(network_weights, submissions, source_path, args.size, stop)
+    anchors = None
+    if args.reference:
+        import reference
+        rows, anchors = grading.grade(network_weights, submissions, source_path, args.size, stop,
+                                      lambda side: reference.reference_image(source_path, side, args.weights))
+    else:
+        rows = grading.grade(network_weights, submissions, source_path, args.size, stop)
     for row in rows:
         if row['scale_problem']:
             print(f"scale? {row['name']}: {row['scale_problem']}", file=sys.stderr)
@@ -239,6 +257,11 @@ def score_images(args, network_weights, stop=None):
         seen.append(f"{scale} px ({', '.join(told)})")
     notes = [f"Source {os.path.abspath(source_path)}, its shorter side seen at " + '; '.join(seen) +
              ": each result at the size it was made at (the scale column says which)."]
+    if anchors:
+        notes.append('Between noise (0) and the reference (1): ' + '; '.join(
+            f"at {side} px, train.py's defaults score swd {made['swd']:.3g}, gram {made['gram']:.3g}; "
+            f"uniform noise swd {noise['swd']:.3g}, gram {noise['gram']:.3g}"
+            for side, (noise, made) in sorted(anchors.items())) + '. Over 1: better than the tool\'s own texture.')
     if skipped:
         notes.append(f"Skipped (not images): {', '.join(os.path.basename(path) for path, _ in skipped)}.")
     write_report(folder, f'{len(rows)} results against {os.path.basename(source_path)}', source, rows, notes)

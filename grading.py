@@ -56,6 +56,9 @@ EXPLANATIONS = {
                'scale it is scored at); COPY (the source, resized, cropped, turned or recoloured: ranked last)',
     'scale': "the source's shorter side in px the result is scored at, and where that came from: the "
              "result's config.json (the size it was made at) or --size",
+    'swd_vs_reference': "with --reference: where the result's swd (gram, colour, spectral) sits between uniform "
+                    "noise (0) and train.py's defaults on this source at this scale (1), on a log scale; "
+                    "over 1 is better than the tool's own texture",
 }
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
@@ -228,9 +231,13 @@ def ranked(rows):
     return sorted(rows, key=lambda row: (row.get('copy', True), row.get('swd', np.inf)))
 
 
-def grade(network_weights, submissions, source_path, size, stop=None):
+def grade(network_weights, submissions, source_path, size, stop=None, reference=None):
     """Score every submission against the source at its scale: rows, best first, each with its
-    name, path, image, size, scale, verdict and reason."""
+    name, path, image, size, scale, verdict and reason. With `reference` (a function of the
+    source's shorter side giving train.py's texture at that scale: reference.reference_image),
+    each row also says where it sits between uniform noise and that texture (reference.py);
+    returns (rows, {scale: (noise row, reference row)})."""
+    import reference as references
     sources, pairs = {}, []
     for submission in submissions:
         check_scoring_size(utils.image_shape(submission['path']), f"result {submission['path']}")
@@ -243,10 +250,23 @@ def grade(network_weights, submissions, source_path, size, stop=None):
         pairs.append((result, sources[scale]))
         submission.update(image=result, scale=scale, scale_from=scale_from,
                           scale_problem=scale_problem(result.shape[:2], sources[scale].shape[:2], scale_from))
-    rows = score_all(network_weights, pairs, stop)
+    anchor_pairs = []
+    if reference is not None:
+        for source in sources.values():
+            side = min(source.shape[:2])
+            anchor_pairs += [(side, references.noise_image(source.shape[:2]), source),
+                             (side, reference(side), source)]
+    rows = score_all(network_weights, pairs + [(image, source) for _, image, source in anchor_pairs], stop)
+    rows, anchor_rows = rows[:len(pairs)], rows[len(pairs):]
+    anchors = {}
+    for (side, _, _), row in zip(anchor_pairs, anchor_rows):
+        anchors.setdefault(side, []).append(row)
     for row, submission, (result, source) in zip(rows, submissions, pairs):
         row.update(name=submission['name'], path=os.path.abspath(submission['path']), image=result,
                    width=result.shape[1], height=result.shape[0], scale=min(source.shape[:2]),
                    scale_from=submission['scale_from'], scale_problem=submission['scale_problem'])
         row['verdict'], row['reason'] = verdict(row)
-    return ranked(rows)
+    if reference is None:
+        return ranked(rows)
+    references.add_positions(rows, anchors)
+    return ranked(rows), anchors

@@ -94,7 +94,8 @@ def _sort_key(value):
 
 
 # The table's columns after rank, image and name: (key, heading). Sweeps add status and seconds.
-COLUMNS = (('verdict', 'verdict'), ('swd', 'swd'), ('gram', 'gram'), ('colour', 'colour'),
+COLUMNS = (('verdict', 'verdict'), ('swd', 'swd'), ('swd_vs_reference', 'swd vs ref.'), ('gram', 'gram'),
+           ('gram_vs_reference', 'gram vs ref.'), ('colour', 'colour'),
            ('spectral', 'spectral'), ('patch', 'patch'), ('layout', 'layout'), ('layout_limit', 'limit'),
            ('copy_layout', 'copy layout'), ('size', 'size'), ('scale', 'scale'), ('status', 'status'),
            ('seconds', 'seconds'), ('path', 'path'))

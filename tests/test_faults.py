@@ -86,6 +86,8 @@ CASES = [
     ('train.py', ['--image', '{small}', '--seed', '-1'], 2, '--seed must be 0 or more'),
     ('train.py', ['--image', '{small}', '--init', 'mean-noize'], 2, '--init must be'),
     ('compare.py', ['--image', '{small}', '--sweep', 'seed=,', '--out', '{out}'], 2, 'no values'),
+    ('compare.py', ['--image', '{small}', '--sweep', 'seed=0,1', '--reference', '--out', '{out}'], 2,
+     '--reference goes with --source'),
     ('compare.py', ['--image', '{small}', '--sweep', 'seed=|', '--out', '{out}'], 2, 'no values'),
     ('compare.py', ['--image', '{small}', '--sweep', 'seed=-1,0', '--out', '{out}'], 2, '--seed must be 0 or more'),
     ('compare.py', ['--image', '{small}', '--sweep', 'init=uniform,mean-noize', '--out', '{out}'], 2,

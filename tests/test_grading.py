@@ -12,6 +12,7 @@ import compare
 import grading
 import scores
 from conftest import ROOT, real_weights_path
+import utils
 from utils import load_image, save_image
 
 FACTORS = (0.25, 0.4, 0.6, 1.0, 1.7, 2.5, 4.0)
@@ -163,3 +164,57 @@ def test_the_same_image_is_scored_at_the_scale_it_was_made_at(tiny_weights_path,
         assert rows['run/result']['scale'] == '32' and rows['loose/result']['scale'] == size
     assert swd['32'] == pytest.approx(swd['256'])
     assert 'scale? loose/result' in capsys.readouterr().err  # at --size 256 a 32 px result does not fit
+
+
+# ---------------------------------------------------------------- --reference
+
+def test_a_position_runs_from_noise_to_the_reference_on_a_log_scale():
+    import reference
+    assert reference.position(1e4, 1e4, 10) == pytest.approx(0)
+    assert reference.position(10, 1e4, 10) == pytest.approx(1)
+    assert reference.position(100, 1e4, 10) == pytest.approx(2 / 3)
+    assert reference.position(1, 1e4, 10) > 1                      # better than the reference
+    assert reference.position(5, 10, 10) is None                   # a reference no better than noise
+
+
+def test_the_reference_is_made_once_per_source_and_scale(tmp_path, monkeypatch):
+    import types
+    import reference
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    calls = []
+
+    def make(argv):
+        calls.append(argv)
+        return types.SimpleNamespace(status='finished', image=np.full((32, 32, 3), 0.5, np.float32))
+    source = os.path.join(ROOT, 'images', 'texture1.jpg')
+    first = reference.reference_image(source, 32, make=make)
+    again = reference.reference_image(source, 32, make=make)
+    other = reference.reference_image(source, 64, make=make)
+    assert len(calls) == 2 and calls[0][calls[0].index('--size') + 1] == '32'
+    assert np.allclose(first, again) and other.shape == (32, 32, 3)
+    assert os.path.isfile(reference.cache_path(source, 32))
+    failed = lambda argv: types.SimpleNamespace(status='interrupted', image=None)  # noqa: E731
+    with pytest.raises(utils.InputError, match='did not finish'):
+        reference.reference_image(source, 16, make=failed)
+
+
+def test_compare_with_a_reference_places_every_result(tiny_weights_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    folder = tmp_path / 'class'
+    folder.mkdir()
+    source = load_image(os.path.join(ROOT, 'images', 'texture1.jpg'), 64)
+    save_image(np.random.default_rng(1).uniform(0, 1, source.shape), str(folder / 'noise.png'))
+    save_image(np.roll(source, 20, 1)[:, ::-1], str(folder / 'copy.png'))
+    args = ['--source', 'texture1.jpg', '--size', '64', str(folder), '--weights', tiny_weights_path,
+            '--out', str(tmp_path / 'reports'), '--name', 'ref', '--reference']
+    assert compare.cli(args) == 0
+    err = capsys.readouterr().err
+    assert "reference: train.py's defaults on texture1.jpg at 64 px" in err
+    with open(tmp_path / 'reports' / 'ref' / 'scores.csv') as handle:
+        rows = {row['name']: row for row in csv.DictReader(handle)}
+    assert abs(float(rows['noise']['swd_vs_reference'])) < 0.2           # other noise: about 0
+    assert float(rows['copy']['swd_vs_reference']) > 0.5
+    page = open(tmp_path / 'reports' / 'ref' / 'report.html').read()
+    assert 'swd vs ref.' in page and 'Between noise (0) and the reference (1)' in page
+    assert compare.cli(args) == 0
+    assert 'reference:' not in capsys.readouterr().err                  # cached the second time
