@@ -39,11 +39,16 @@ DONE = ('finished', 'converged')
 
 def parse_args(argv=None):
     parser = train.OneLineErrors(
-        usage='%(prog)s --source SOURCE RESULT [RESULT ...] | --image IMAGE --sweep KEY=V1,V2 [train.py options]',
-        description='Score textures against their source (--source, then the result images), or run '
+        usage='%(prog)s --source SOURCE RESULT [RESULT ...] | --manifest CSV | --image IMAGE --sweep KEY=V1,V2 '
+              '[train.py options]',
+        description='Score textures against their source (--source, then the result images; or a class '
+                    'from a --manifest of submission,source rows), or run '
                     'train.py over a grid of settings and score the results (--image with --sweep). '
                     'Other options are passed to train.py for every configuration of a sweep.')
     parser.add_argument('--source', help='the source texture the results were made from')
+    parser.add_argument('--manifest', metavar='CSV',
+                        help='grade a whole assignment: a CSV of submission,source rows (paths relative to '
+                             'it); one report per source and a class sheet (report.html, scores.csv) over all')
     parser.add_argument('--image', help="a sweep's source texture (as train.py --image)")
     parser.add_argument('--sweep', action='append', default=[], metavar='KEY=V1,V2',
                         help='a train.py option and its values, e.g. weighting=mean,sum,geometric; '
@@ -69,22 +74,25 @@ def parse_args(argv=None):
             parser.error(str(error))
     # Scoring: the rest are result images; a sweep: train.py options.
     args.results, passthrough = ([], rest) if args.image is not None else (rest, [])
-    if (args.source is None) == (args.image is None):
-        parser.error('give --source with result images to score them, or --image with --sweep to run a sweep')
-    if args.source is not None:
+    if sum(given is not None for given in (args.source, args.image, args.manifest)) != 1:
+        parser.error('give --source with result images to score them, --manifest with a CSV of '
+                     'submission,source to grade a class, or --image with --sweep to run a sweep')
+    if args.image is None:  # scoring: --source and result images, or --manifest
         if args.sweep:
-            parser.error("--sweep runs train.py from --image, not --source")
+            parser.error("--sweep runs train.py from --image, not --source or --manifest")
         unknown = [item for item in args.results if item.startswith('-')]
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        if not args.results:
+        if args.manifest is not None and args.results:
+            parser.error('--manifest names every submission and its source: give no result images')
+        if args.source is not None and not args.results:
             parser.error('give the result images to score after --source')
         args.size = SIZE if args.size is None else args.size
         if args.size < 0:
             parser.error('--size must be 0 or more')
     else:
         if args.reference:
-            parser.error("--reference goes with --source: a sweep's results are the tool's own textures")
+            parser.error("--reference goes with --source or --manifest: a sweep's results are the tool's own textures")
         if not args.sweep:
             parser.error('--image needs at least one --sweep KEY=V1,V2')
         if args.weights:
@@ -174,18 +182,23 @@ def print_table(rows):
 # scores.csv: what a grader sorts and reads first, then where the row came from, then every layer.
 LEADING_COLUMNS = ('rank', 'name', 'verdict', 'reason', 'swd', 'gram', 'colour', 'spectral', 'patch', 'layout',
                    'swd_vs_reference', 'gram_vs_reference', 'colour_vs_reference', 'spectral_vs_reference',
-                   'layout_limit', 'copy_layout', 'copy_scale', 'width', 'height', 'scale', 'scale_from',
+                   'layout_limit', 'copy_layout', 'copy_share', 'copy_scale', 'width', 'height', 'scale', 'scale_from',
                    'status', 'seconds', 'final_loss', 'path', 'run_dir')
 
 
-def write_report(folder, title, source, rows, notes=(), histories=None, command=None):
-    """scores.csv, contact_sheet.png, loss_curves.png (sweeps) and report.html in `folder`."""
+def csv_rows(rows):
+    """scores.csv's rows: ranked, LEADING_COLUMNS first, every other score after."""
     table = [{'rank': rank, **{key: value for key, value in row.items() if key not in ('image', 'copy')}}
              for rank, row in enumerate(rows, 1)]
     ordered = [{column: row[column] for column in LEADING_COLUMNS if column in row} for row in table]
     for row, full in zip(ordered, table):
         row.update({key: value for key, value in full.items() if key not in row})
-    utils.save_csv(ordered, os.path.join(folder, 'scores.csv'))
+    return ordered
+
+
+def write_report(folder, title, source, rows, notes=(), histories=None, command=None):
+    """scores.csv, contact_sheet.png, loss_curves.png (sweeps) and report.html in `folder`."""
+    utils.save_csv(csv_rows(rows), os.path.join(folder, 'scores.csv'))
     entries = [(source, ['source'])] + [
         (row['image'], [f"{rank}. {row['name']}"[:40], f"swd {row['swd']:.3g}  gram {row['gram']:.3g}",
                         f"layout {row['layout']:.2f}  {row['verdict'] if row['verdict'] != 'ok' else ''}".rstrip(),
@@ -232,6 +245,55 @@ def score_images(args, network_weights, stop=None):
         print(f"skipped {path}: {why}", file=sys.stderr)
     if not submissions:
         raise InputError(f"no image to score in {', '.join(args.results)}")
+    rows, source, notes = graded(args, network_weights, source_path, submissions, stop)
+    if skipped:
+        notes.append(f"Skipped (not images): {', '.join(os.path.basename(path) for path, _ in skipped)}.")
+    stem = os.path.splitext(os.path.basename(source_path))[0]
+    paths = sorted(submission['path'] for submission in submissions)
+    folder = folder_for(args, f'{stem}-scores-{digest(os.path.abspath(source_path), args.size, paths)}')
+    print_table(rows)
+    write_report(folder, f'{len(rows)} results against {os.path.basename(source_path)}', source, rows, notes)
+    return folder
+
+
+def grade_class(args, network_weights, stop=None):
+    """Grade a whole assignment from --manifest: every source's submissions against it, all of them
+    before anything is written; a report per source in a sub-folder, and the class sheet."""
+    by_source, skipped = grading.read_manifest(args.manifest)
+    for where, why in skipped:
+        print(f"skipped {where}: {why}", file=sys.stderr)
+    if not by_source:
+        raise InputError(f"no image to score in the manifest {args.manifest}")
+    for source_path in by_source:  # every source checked before the first is scored
+        grading.check_scoring_size(utils.image_shape(source_path, args.size or None), f'the source {source_path}')
+    groups, folders = [], set()
+    for source_path, submissions in by_source.items():
+        name = os.path.basename(source_path)
+        print(f"{name}: {len(submissions)} submission{'s' * (len(submissions) != 1)}", file=sys.stderr)
+        rows, source, notes = graded(args, network_weights, source_path, submissions, stop)
+        print_table(rows)
+        stem = os.path.splitext(name)[0]
+        sub = stem if stem not in folders else f'{stem}-{digest(os.path.abspath(source_path))}'
+        folders.add(sub)
+        groups.append((name, source, sub, rows, notes))
+    paths = sorted(s['path'] for submissions in by_source.values() for s in submissions)
+    stem = os.path.splitext(os.path.basename(args.manifest))[0]
+    folder = folder_for(args, f'{stem}-class-{digest(os.path.abspath(args.manifest), args.size, paths)}')
+    for name, source, sub, rows, notes in groups:
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+        write_report(os.path.join(folder, sub), f'{len(rows)} results against {name}', source, rows, notes)
+    sheet = [{'source': name, **row} for name, _, _, rows, _ in groups for row in csv_rows(rows)]
+    utils.save_csv(sheet, os.path.join(folder, 'scores.csv'))
+    notes = [f"Skipped: {'; '.join(f'{where}: {why}' for where, why in skipped)}."] if skipped else []
+    report.write_class_html(os.path.join(folder, 'report.html'), f'A class of {len(sheet)} against {len(groups)} sources',
+                            [(name, source, os.path.join(folder, sub, 'report.html'), rows)
+                             for name, source, sub, rows, _ in groups],
+                            grading.EXPLANATIONS, notes, command_line())
+    return folder
+
+
+def graded(args, network_weights, source_path, submissions, stop=None):
+    """One source's submissions graded: (rows best first, the source at --size, the report's notes)."""
     anchors = None
     if args.reference:
         import reference
@@ -240,13 +302,9 @@ def score_images(args, network_weights, stop=None):
     else:
         rows = grading.grade(network_weights, submissions, source_path, args.size, stop)
     for row in rows:
-        if row['scale_problem']:
+        if row['scale_problem'] and row['verdict'] != 'COPY':
             print(f"scale? {row['name']}: {row['scale_problem']}", file=sys.stderr)
     source = load_image(source_path, args.size or None)
-    stem = os.path.splitext(os.path.basename(source_path))[0]
-    paths = sorted(submission['path'] for submission in submissions)
-    folder = folder_for(args, f'{stem}-scores-{digest(os.path.abspath(source_path), args.size, paths)}')
-    print_table(rows)
     origins = {'config.json': "its config.json", '--size': '--size', 'own size': 'its own size, --size 0'}
     by_scale = {}
     for row in rows:
@@ -262,10 +320,7 @@ def score_images(args, network_weights, stop=None):
             f"at {side} px, train.py's defaults score swd {made['swd']:.3g}, gram {made['gram']:.3g}; "
             f"uniform noise swd {noise['swd']:.3g}, gram {noise['gram']:.3g}"
             for side, (noise, made) in sorted(anchors.items())) + '. Over 1: better than the tool\'s own texture.')
-    if skipped:
-        notes.append(f"Skipped (not images): {', '.join(os.path.basename(path) for path, _ in skipped)}.")
-    write_report(folder, f'{len(rows)} results against {os.path.basename(source_path)}', source, rows, notes)
-    return folder
+    return rows, source, notes
 
 
 def run_status(run_dir):
@@ -402,7 +457,7 @@ def cached_scores(network_weights, rows, pairs):
                 scores_found = None
             if not isinstance(scores_found, dict):
                 scores_found = None
-        if scores_found is None or 'copy_layout' not in scores_found:  # none yet, or from before the copy search
+        if scores_found is None or 'copy_share' not in scores_found:  # none yet, or from before the copy search
             missing.append(index)
         cached.append(scores_found)
     if missing:
@@ -416,7 +471,9 @@ def main(argv=None, stop=None):
     args = parse_args(argv)
     weights_path = vgg_weights.resolve_weights_path(args.weights, log=lambda m: print(m, file=sys.stderr))
     network_weights = vgg_weights.load_weights(weights_path)
-    if args.source is not None:
+    if args.manifest is not None:
+        folder, interrupted = grade_class(args, network_weights, stop), False
+    elif args.source is not None:
         folder, interrupted = score_images(args, network_weights, stop), False
     else:
         folder, interrupted = run_sweep(args, network_weights, stop)

@@ -10,6 +10,7 @@ scores, depend on the scale the source is seen at. Each result is scored against
 the source at the scale it was made at: its run's config.json when it has one,
 else --size, and a result whose size does not fit that scale is marked.
 """
+import csv
 import json
 import os
 
@@ -27,6 +28,10 @@ SWD_LAYERS = ('conv1_1', 'conv2_1', 'conv3_1', 'conv4_1', 'conv5_1')  # the firs
 # docs/benchmarks.md), or when its patches are nearly all found in the source (a crop).
 COPY_LAYOUT = 0.75
 COPY_PATCH = 0.02
+# ...or when this share of its textured patches is in the source pixel for pixel: a collage of the
+# source's pieces, which lines up nowhere (train.py's results: 0.00; collages of 16-64 px pieces
+# 0.52-0.91: docs/benchmarks.md).
+COPY_SHARE = 0.3
 # A result without a config.json whose shorter side is under this share of the scaled source's
 # was probably made at another --size: its scores would be ranked by size, not quality.
 SCALE_FIT = 0.75
@@ -52,10 +57,15 @@ EXPLANATIONS = {
                     'higher, which it is for smooth textures and small results. Over it: "look".',
     'copy_layout': 'the best layout score over scales from 0.25x to 4x: a copy resized by any factor '
                    f'lines up at one of them; at {COPY_LAYOUT} or more: COPY.',
+    'copy_share': "the share of the result's textured 8x8 patches found in the source pixel for pixel; "
+                  f'about 0 for a new texture, the share inside the pieces for a collage of the source; '
+                  f'at {COPY_SHARE} or more: COPY.',
     'verdict': 'ok; look (layout over its limit: open the image); scale? (the result does not fit the '
                'scale it is scored at); COPY (the source, resized, cropped, turned or recoloured: ranked last)',
     'scale': "the source's shorter side in px the result is scored at, and where that came from: the "
              "result's config.json (the size it was made at) or --size",
+    'source': "with --manifest: the texture the submission was made from; ranks are within each source, "
+              'since scores of different textures do not compare',
     'swd_vs_reference': "with --reference: where the result's swd (gram, colour, spectral) sits between uniform "
                     "noise (0) and train.py's defaults on this source at this scale (1), on a log scale; "
                     "over 1 is better than the tool's own texture",
@@ -93,6 +103,64 @@ def find_submissions(paths):
             folder = os.path.basename(os.path.dirname(os.path.abspath(submission['path'])))
             submission['name'] = f"{folder}/{submission['name']}"
     return found, skipped
+
+
+MANIFEST_COLUMNS = ('submission', 'source')
+
+
+def read_manifest(path):
+    """A whole assignment from one CSV of `submission,source` rows (more columns are ignored):
+    ({source path: [submission]}, skipped), sources in the order they first appear.
+
+    Each submission is one student's: an image, or a folder (its result.png, or its only
+    image, or each image as 'folder/stem'), named by its file's stem or the folder's name.
+    Paths are relative to the manifest's folder; a source may also be a shipped texture's
+    name. A submission that is missing or not an image is skipped with its row number, as
+    find_submissions skips non-images; a source that cannot be found is an InputError (every
+    result of that source would be scored against nothing).
+    """
+    base = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, newline='', encoding='utf-8-sig') as handle:  # -sig: spreadsheets' byte-order mark
+            table = list(csv.reader(handle))
+    except FileNotFoundError:
+        raise InputError(f"manifest not found: {path}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"cannot read the manifest {path}: {getattr(error, 'strerror', None) or error}") from None
+    table = [row for row in table if any(cell.strip() for cell in row)]
+    header = [cell.strip().lower() for cell in table[0]] if table else []
+    if any(column not in header for column in MANIFEST_COLUMNS):
+        raise InputError(f"the manifest {path} needs a header row with the columns submission,source "
+                         f"(found: {','.join(header) or 'nothing'})")
+    where = {column: header.index(column) for column in MANIFEST_COLUMNS}
+    by_source, skipped, sources = {}, [], {}
+    for number, row in enumerate(table[1:], 2):
+        cells = {column: (row[index].strip() if index < len(row) else '') for column, index in where.items()}
+        if not cells['submission'] or not cells['source']:
+            skipped.append((f"{path} row {number}", 'it needs both a submission and a source'))
+            continue
+        if cells['source'] not in sources:
+            given = os.path.join(base, cells['source'])
+            try:
+                sources[cells['source']] = given if os.path.isfile(given) else utils.find_image(cells['source'])
+            except InputError as error:
+                raise InputError(f"{path} row {number}: source {error}") from None
+        submission = os.path.join(base, cells['submission'])
+        name = os.path.splitext(os.path.basename(os.path.normpath(cells['submission'])))[0]
+        if os.path.isdir(submission):
+            found = folder_submission(submission, name, skipped)
+        elif os.path.isfile(submission):
+            found = image_submission(submission, name, skipped)
+        else:
+            skipped.append((f"{path} row {number}", f"{cells['submission']} not found"))
+            continue
+        by_source.setdefault(sources[cells['source']], []).extend(found)
+    for submissions in by_source.values():
+        names = [submission['name'] for submission in submissions]
+        if len(set(names)) < len(names):  # two folders of the same name: name them by their paths
+            for submission in submissions:
+                submission['name'] = os.path.relpath(submission['path'], base)
+    return by_source, skipped
 
 
 def folder_submission(folder, name, skipped):
@@ -181,7 +249,8 @@ def score(result, source, result_features, source_features):
     row['layout_limit'] = scores.layout_limit(source, result.shape[:2])
     search = scores.copy_search(result, source)
     row.update(search, patch=search['copy_patch'])
-    row['copy'] = bool(search['copy_layout'] >= COPY_LAYOUT or search['copy_patch'] <= COPY_PATCH)
+    row['copy'] = bool(search['copy_layout'] >= COPY_LAYOUT or search['copy_patch'] <= COPY_PATCH
+                       or search['copy_share'] >= COPY_SHARE)
     return row
 
 
@@ -217,6 +286,9 @@ def verdict(row):
     if row['copy']:
         if row['copy_patch'] <= COPY_PATCH:
             return 'COPY', f"its patches are the source's (patch {row['copy_patch']:.3f} at {row['copy_scale']:.2g}x)"
+        if row['copy_layout'] < COPY_LAYOUT:
+            return 'COPY', (f"{row['copy_share']:.0%} of its textured patches are the source's, pixel for pixel: "
+                            "pieces of the source put together")
         return 'COPY', (f"it lines up with the source resized {row['copy_scale']:.2g}x "
                         f"(layout {row['copy_layout']:.2f}, a copy at {COPY_LAYOUT} or more)")
     if row.get('scale_problem'):

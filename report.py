@@ -97,8 +97,8 @@ def _sort_key(value):
 COLUMNS = (('verdict', 'verdict'), ('swd', 'swd'), ('swd_vs_reference', 'swd vs ref.'), ('gram', 'gram'),
            ('gram_vs_reference', 'gram vs ref.'), ('colour', 'colour'),
            ('spectral', 'spectral'), ('patch', 'patch'), ('layout', 'layout'), ('layout_limit', 'limit'),
-           ('copy_layout', 'copy layout'), ('size', 'size'), ('scale', 'scale'), ('status', 'status'),
-           ('seconds', 'seconds'), ('path', 'path'))
+           ('copy_layout', 'copy layout'), ('copy_share', 'copied'), ('size', 'size'), ('scale', 'scale'),
+           ('status', 'status'), ('seconds', 'seconds'), ('path', 'path'))
 # Click a heading to sort by it, again to reverse: a few lines, no library, no network.
 SORT_SCRIPT = """
 document.querySelectorAll('th[data-column]').forEach(function (heading) {
@@ -141,21 +141,18 @@ def summary(rows, source_name):
     return text
 
 
-def write_html(path, title, source, rows, explanations, notes=(), curves=None, command=''):
-    """report.html: a summary, the source, a sortable table (one row per result, best first) with
-    thumbnails that open the full image, the curves, and what every column means.
-
-    rows: dicts with 'image' (array), 'name', 'verdict', 'reason', the scores, and 'path' or
-    'run_dir' (linked relative to the report, so the folder can move with its images).
-    """
-    import datetime
-    folder = os.path.dirname(os.path.abspath(path))
+def results_table(rows, explanations, folder, grouped=False):
+    """The sortable table's HTML: one row per result in the order given, thumbnails linking to
+    the full image relative to `folder`. `grouped`: rows carry 'source' and 'rank' (a class
+    sheet: ranks within each source)."""
     present = [(key, heading) for key, heading in COLUMNS
                if key in ('size', 'path') or any(row.get(key) is not None for row in rows)]
+    lead = [('source', 'source')] if grouped else []
     head = ''.join(f'<th data-column title="{html.escape(explanations.get(key, ""))}">{html.escape(heading)}</th>'
                    for key, heading in present)
     body = []
     for rank, row in enumerate(rows, 1):
+        rank = row['rank'] if grouped else rank
         full = row.get('path') or os.path.join(row.get('run_dir', ''), 'result.png')
         link = html.escape(os.path.relpath(full, folder))
         values = {**row, 'size': f"{row.get('width', row['image'].shape[1])}x{row.get('height', row['image'].shape[0])}",
@@ -170,20 +167,32 @@ def write_html(path, title, source, rows, explanations, notes=(), curves=None, c
                              f'{html.escape(str(value))}<br><small>{reason}</small></td>')
             else:
                 cells.append(f'<td{_sort_key(value)}>{_cell(value if value is not None else "")}</td>')
-        body.append(f'<tr class="{html.escape(row["verdict"])}"><td data-value="{rank}">{rank}</td>'
+        first = ''.join(f'<td class="text">{html.escape(row[key])}</td>' for key, _ in lead)
+        body.append(f'<tr class="{html.escape(row["verdict"])}">{first}<td data-value="{rank}">{rank}</td>'
                     f'<td><a href="{link}"><img src="{_data_uri(row["image"])}" alt="{html.escape(row["name"])}"></a></td>'
-                    f'<td>{html.escape(row["name"])}</td>{"".join(cells)}</tr>')
-    legend = ''.join(f'<li><b>{html.escape(key)}</b>: {html.escape(text)}</li>' for key, text in explanations.items())
-    notes = list(notes)
+                    f'<td class="text">{html.escape(row["name"])}</td>{"".join(cells)}</tr>')
+    lead_head = ''.join(f'<th data-column>{html.escape(heading)}</th>' for _, heading in lead)
+    legend = ''.join(f'<li><b>{html.escape(key)}</b>: {html.escape(explanations[key])}</li>'
+                     for key, _ in lead + present if key in explanations)
+    return (f'<table><thead><tr>{lead_head}<th data-column>rank</th><th>image</th><th data-column>name</th>{head}'
+            f'</tr></thead><tbody>\n{"".join(body)}\n</tbody></table>'), legend
+
+
+def colour_notes(rows):
+    """The notes on the rows' colours, only when a row has that colour."""
+    notes = []
     if any(row['verdict'] == 'COPY' for row in rows):
         notes.append('Rows in red are flagged as copies of the source and ranked last, whatever their scores.')
     if any(row['verdict'] in ('look', 'scale?') for row in rows):
         notes.append('Rows in yellow are worth a look: the reason is under the verdict.')
-    notes_html = ''.join(f'<p>{html.escape(note)}</p>' for note in notes)
-    curves_html = (f'<h2>Loss curves</h2><img class="curves" src="{_data_uri(curves)}" alt="loss curves">'
-                   if curves else '')
+    return notes
+
+
+def page(title, body, command):
+    """A self-contained report page: the title, when and how it was made, the body, the sort script."""
+    import datetime
     made = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
-    page = f'''<!DOCTYPE html>
+    return f'''<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
@@ -192,30 +201,75 @@ th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; vertical-
 th {{ background: #f0f0f0; cursor: pointer; }}
 th[data-order="up"]::after {{ content: " \\25B2"; }}
 th[data-order="down"]::after {{ content: " \\25BC"; }}
-td:nth-child(3), td.verdict {{ text-align: left; }}
+td.text, td.verdict {{ text-align: left; }}
 td.verdict small {{ color: #555; }}
 td img {{ height: 128px; image-rendering: auto; }}
 tr.COPY {{ background: #fde2e2; }}
 tr.look, tr.scale\\? {{ background: #fff6d5; }}
 .source img {{ height: 192px; }}
+.sources {{ display: flex; flex-wrap: wrap; gap: 1.5em; }}
+.sources .source {{ max-width: 320px; }}
 img.curves {{ max-width: 700px; }}
 code {{ background: #f4f4f4; padding: 2px 4px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p class="summary">{html.escape(summary(rows, title.split(' against ')[-1] if ' against ' in title else 'the source'))}</p>
 <p class="made">Made {made} by <code>{html.escape(command)}</code></p>
-<div class="source"><p>source</p><img src="{_data_uri(source)}" alt="source"></div>
-{notes_html}
-<h2>Results, best first (click a heading to sort)</h2>
-<table><thead><tr><th data-column>rank</th><th>image</th><th data-column>name</th>{head}</tr></thead><tbody>
-{''.join(body)}
-</tbody></table>
-<h2>What the columns mean</h2><ul>{legend}</ul>
-{curves_html}
+{body}
 <script>{SORT_SCRIPT}</script>
 </body></html>
 '''
+
+
+def _write_page(path, text):
     def write(tmp):
         with open(tmp, 'w', encoding='utf-8') as handle:
-            handle.write(page)
+            handle.write(text)
     return utils.atomic_write(path, write)
+
+
+def write_html(path, title, source, rows, explanations, notes=(), curves=None, command=''):
+    """report.html: a summary, the source, a sortable table (one row per result, best first) with
+    thumbnails that open the full image, the curves, and what every column means.
+
+    rows: dicts with 'image' (array), 'name', 'verdict', 'reason', the scores, and 'path' or
+    'run_dir' (linked relative to the report, so the folder can move with its images).
+    """
+    table, legend = results_table(rows, explanations, os.path.dirname(os.path.abspath(path)))
+    notes_html = ''.join(f'<p>{html.escape(note)}</p>' for note in list(notes) + colour_notes(rows))
+    curves_html = (f'<h2>Loss curves</h2><img class="curves" src="{_data_uri(curves)}" alt="loss curves">'
+                   if curves else '')
+    source_name = title.split(' against ')[-1] if ' against ' in title else 'the source'
+    body = f'''<p class="summary">{html.escape(summary(rows, source_name))}</p>
+<div class="source"><p>source</p><img src="{_data_uri(source)}" alt="source"></div>
+{notes_html}
+<h2>Results, best first (click a heading to sort)</h2>
+{table}
+<h2>What the columns mean</h2><ul>{legend}</ul>
+{curves_html}'''
+    return _write_page(path, page(title, body, command))
+
+
+def write_class_html(path, title, groups, explanations, notes=(), command=''):
+    """The class sheet: per source its picture, summary and report; then one sortable table of
+    every submission (source, rank within it, verdict, scores), a grading sheet to sort by name.
+
+    groups: [(source name, source image, its report's path, rows best first)].
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    cards = ''.join(
+        f'<div class="source"><p><b>{html.escape(name)}</b>: <a href="{html.escape(os.path.relpath(report, folder))}">'
+        f'its report</a></p><img src="{_data_uri(image)}" alt="{html.escape(name)}">'
+        f'<p class="summary">{html.escape(summary(rows, name))}</p></div>'
+        for name, image, report, rows in groups)
+    every = [{**row, 'source': name, 'rank': rank} for name, _, _, rows in groups for rank, row in enumerate(rows, 1)]
+    table, legend = results_table(every, explanations, folder, grouped=True)
+    notes_html = ''.join(f'<p>{html.escape(note)}</p>' for note in list(notes) + colour_notes(every))
+    body = f'''<p class="summary">{len(every)} submissions against {len(groups)} sources; each is scored and ranked
+against its own source only (scores of different textures do not compare{'' if 'swd_vs_reference' not in every[0] else
+', except the columns against the reference'}).</p>
+<div class="sources">{cards}</div>
+{notes_html}
+<h2>Every submission (click a heading to sort: by name for a grading sheet)</h2>
+{table}
+<h2>What the columns mean</h2><ul>{legend}</ul>'''
+    return _write_page(path, page(title, body, command))

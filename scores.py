@@ -25,6 +25,11 @@ SPECTRUM_BINS = 32            # radial frequency bins between 0 and the Nyquist 
 PATCH_SIZE, PATCH_STRIDE = 8, 4
 MAX_PATCHES = 4096            # a random subset beyond this keeps the distance matrix small
 COPY_PATCHES = 1024           # copy_search's patch comparison: enough for a mean, 4x cheaper than all
+# A patch is copied when its nearest source patch is this close (relative to the source's variance):
+# train.py's results on six textures have none of their textured patches that close, collages of
+# the source's 16-64 px pieces 52-91% of them (docs/benchmarks.md).
+COPIED_DISTANCE = 0.005
+TEXTURED_PATCH = 0.1          # a patch with less of the source's variance is too plain to tell
 THUMBNAIL_SIZE = 32           # the source's shorter side in the layout thumbnails
 # The layout line for textures whose thumbnails are fine-grained (noise and plain synthesis of
 # such a texture score about 0.15). Large, smooth structures score more by chance: layout_limit.
@@ -135,7 +140,14 @@ def patches(image, size=PATCH_SIZE, stride=PATCH_STRIDE, count=None, seed=PROJEC
 def nearest_patch_distance(result, source, seed=PROJECTION_SEED, queries=MAX_PATCHES, stride=None):
     """Mean over the result's patches (at most `queries` of them) of the squared distance to the
     nearest source patch, relative to the source's pixel variance (per value): 0 for a copy, crop
-    or shifted copy.
+    or shifted copy."""
+    return float(nearest_patch_distances(result, source, seed, queries, stride)[0].mean())
+
+
+def nearest_patch_distances(result, source, seed=PROJECTION_SEED, queries=MAX_PATCHES, stride=None):
+    """For each of the result's patches (at most `queries` of them): the squared distance to the
+    nearest source patch, and the patch's own variance, both relative to the source's pixel
+    variance (per value). Two arrays [P].
 
     The source's patches are taken at every position (stride 1, or 2 for sources
     over 512 px), so a copy shifted by any amount finds its patches exactly.
@@ -149,7 +161,18 @@ def nearest_patch_distance(result, source, seed=PROJECTION_SEED, queries=MAX_PAT
     for block in np.array_split(queries, max(1, len(queries) // 256)):  # [256, P] distances at a time
         squared = (block ** 2).sum(1)[:, None] - 2 * block @ candidates.T + candidate_norms[None]
         nearest.append(np.maximum(squared.min(axis=1), 0.0))
-    return float(np.concatenate(nearest).mean() / (queries.shape[1] * max(source.var(), 1e-12)))
+    variance = max(source.var(), 1e-12)
+    own = queries.reshape(len(queries), -1, source.shape[-1]).var(axis=1).mean(axis=1)
+    return np.concatenate(nearest) / (queries.shape[1] * variance), own / variance
+
+
+def copied_share(distances, variances):
+    """The share of the result's textured patches (own variance at least TEXTURED_PATCH of the
+    source's) that are in the source pixel for pixel (distance under COPIED_DISTANCE): a collage
+    of the source's pieces scores the share of patches inside its pieces, a new texture about 0.
+    Flat patches do not count: a plain patch is found in any source with plain parts."""
+    textured = variances >= TEXTURED_PATCH
+    return float((distances[textured] < COPIED_DISTANCE).mean()) if textured.any() else 0.0
 
 
 def thumbnail(image, scale):
@@ -196,8 +219,9 @@ def layout_match(result, source, factor, size=THUMBNAIL_SIZE):
 
 def copy_search(result, source, factors=COPY_FACTORS):
     """Is the result the source (or a crop, shift, flip, rotation, colour-jittered or blurred copy)
-    at some other scale? {'copy_layout': the best layout score over the scales, 'copy_scale': where,
-    'copy_patch': nearest_patch_distance at that scale and transform}.
+    at some other scale? Or a collage of its pieces? {'copy_layout': the best layout score over the
+    scales, 'copy_scale': where, 'copy_patch': nearest_patch_distance at that scale and transform,
+    'copy_share': copied_share there, or of the result as it is where that is higher}.
 
     The best COPY_CANDIDATES of `factors` are refined in steps of 2^(1/32), to within 1.1% of any
     scale: the thumbnails of a fine-grained texture decorrelate at a scale error of a few per cent
@@ -214,10 +238,13 @@ def copy_search(result, source, factors=COPY_FACTORS):
     (layout, index), factor = max(candidates, key=lambda match: match[0][0])
     turned = list(dihedral(result))[index]
     if factor < 1:
-        patch = nearest_patch_distance(turned, resized(source, factor), queries=COPY_PATCHES)
+        distances, variances = nearest_patch_distances(turned, resized(source, factor), queries=COPY_PATCHES)
     else:
-        patch = nearest_patch_distance(resized(turned, 1 / factor), source, queries=COPY_PATCHES)
-    return {'copy_layout': layout, 'copy_scale': factor, 'copy_patch': patch}
+        distances, variances = nearest_patch_distances(resized(turned, 1 / factor), source, queries=COPY_PATCHES)
+    share = copied_share(distances, variances)
+    if factor != 1 or index != 0:  # a collage lines up nowhere: its pieces are looked for as they are, too
+        share = max(share, copied_share(*nearest_patch_distances(result, source, queries=COPY_PATCHES)))
+    return {'copy_layout': layout, 'copy_scale': factor, 'copy_patch': float(distances.mean()), 'copy_share': share}
 
 
 def resized(image, factor):

@@ -219,11 +219,11 @@ def test_report_renders_in_a_headless_browser(candidates, tiny_weights_path, tmp
         handle.write(open(page).read().replace('</body>', '<script>' + (heading % 'name') + '.click();</script></body>'))
     dom = subprocess.run([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--dump-dom',
                           f'file://{clicked}'], capture_output=True, text=True, timeout=120).stdout
-    names = re.findall(r'<td>(crop|noise)</td>', dom)
+    names = re.findall(r'<td class="text">(crop|noise)</td>', dom)
     assert names == ['crop', 'noise'], names
     with open(clicked, 'w') as handle:
         handle.write(open(page).read().replace(
             '</body>', '<script>var h = ' + (heading % 'name') + '; h.click(); h.click();</script></body>'))
     dom = subprocess.run([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--dump-dom',
                           f'file://{clicked}'], capture_output=True, text=True, timeout=120).stdout
-    assert re.findall(r'<td>(crop|noise)</td>', dom) == ['noise', 'crop']
+    assert re.findall(r'<td class="text">(crop|noise)</td>', dom) == ['noise', 'crop']

@@ -78,6 +78,39 @@ def test_textures_without_the_source_arrangement_are_not_flagged_at_any_scale(so
             assert search['copy_layout'] < grading.COPY_LAYOUT, (factor, seed, search)
 
 
+def collage(image, piece, seed=0):
+    """The image cut into piece x piece squares, shuffled and put together again."""
+    rows, columns = image.shape[0] // piece, image.shape[1] // piece
+    pieces = [image[r * piece:(r + 1) * piece, c * piece:(c + 1) * piece] for r in range(rows) for c in range(columns)]
+    order = np.random.default_rng(seed).permutation(len(pieces))
+    return np.concatenate([np.concatenate([pieces[i] for i in order[r * columns:(r + 1) * columns]], 1)
+                           for r in range(rows)], 0)
+
+
+@pytest.mark.parametrize('piece', [16, 32, 64])
+def test_a_collage_of_the_source_is_a_copy(source, piece):
+    """Pieces of the source shuffled line up nowhere, but most of their patches are the source's."""
+    search = scores.copy_search(collage(source, piece), source)
+    assert search['copy_layout'] < grading.COPY_LAYOUT  # what the layout alone missed
+    assert search['copy_share'] >= grading.COPY_SHARE, search
+    row = {'copy': True, **search}
+    assert grading.verdict(row)[0] == 'COPY' and 'pieces of the source' in grading.verdict(row)[1]
+
+
+def test_the_copied_share_counts_textured_patches_found_exactly():
+    rng = np.random.default_rng(0)
+    source = rng.uniform(0, 1, (64, 64, 3)).astype(np.float32)
+    half = np.concatenate([source[:, :32], rng.uniform(0, 1, (64, 32, 3)).astype(np.float32)], 1)
+    share = scores.copied_share(*scores.nearest_patch_distances(half, source, queries=4096))
+    inside = (32 - scores.PATCH_SIZE + 1) / (64 - scores.PATCH_SIZE + 1)  # patches wholly in the copied half
+    assert share == pytest.approx(inside, abs=0.05)
+    assert scores.copied_share(*scores.nearest_patch_distances(rng.uniform(0, 1, (64, 64, 3)), source)) == 0
+    flat = np.full((64, 64, 3), 0.5, np.float32)
+    flat_source = flat.copy()
+    flat_source[:8] = source[:8]
+    assert scores.copied_share(*scores.nearest_patch_distances(flat, flat_source)) == 0  # plain patches do not count
+
+
 @pytest.mark.skipif(real_weights_path() is None,
                     reason="real VGG16 weights absent: run 'python weights.py' to fetch them (CI does)")
 @pytest.mark.parametrize('size', [128, 256])
@@ -90,6 +123,7 @@ def test_real_syntheses_at_other_scales_are_not_copies(size, tmp_path, capsys):
     source = load_image(os.path.join(ROOT, 'images', 'texture4.jpg'), 256)
     search = scores.copy_search(result, source)
     assert search['copy_layout'] < grading.COPY_LAYOUT and search['copy_patch'] > grading.COPY_PATCH, search
+    assert search['copy_share'] < grading.COPY_SHARE, search
 
 
 # ---------------------------------------------------------------- a class on disk
@@ -127,7 +161,7 @@ def test_a_class_is_graded_in_one_command(classroom, tiny_weights_path, tmp_path
     err = capsys.readouterr().err
     assert code == 0, err
     assert 'skipped' in err and 'notes.txt' in err and 'Traceback' not in err
-    assert 'scale? bob' in err  # 32 px, no config.json, scored against the source at 64 px
+    assert 'scale? bob' not in err  # 32 px with no config.json, but a copy: the verdict says COPY, not scale?
     with open(os.path.join(out, 'class', 'scores.csv')) as handle:
         reader = csv.DictReader(handle)
         rows = {row['name']: row for row in reader}
@@ -140,6 +174,69 @@ def test_a_class_is_graded_in_one_command(classroom, tiny_weights_path, tmp_path
     assert rows['carol/second']['verdict'] in ('ok', 'look')
     page = open(os.path.join(out, 'class', 'report.html')).read()
     assert 'Rows in red' in page and 'carol/first' in page
+
+
+def test_a_manifest_grades_an_assignment_of_several_sources(classroom, tiny_weights_path, tmp_path, capsys):
+    """A manifest of submission,source rows: each submission against its own source, a report per
+    source, and one class sheet; a missing submission and a non-image are skipped, not an abort."""
+    erin = load_image(os.path.join(ROOT, 'images', 'texture2.jpg'), 64)
+    save_image(np.flip(erin, 1), str(classroom / 'erin.png'))  # a mirrored copy of texture2
+    save_image(np.random.default_rng(2).uniform(0, 1, (64, 64, 3)), str(classroom / 'frank.png'))
+    (tmp_path / 'class.csv').write_text('\ufeffSubmission , Source,comment\n'
+                                        'submissions/alice,texture1.jpg,made with --size 32\n'
+                                        'submissions/bob.png,texture1.jpg\n'
+                                        'submissions/carol,texture1.jpg\n\n'
+                                        'submissions/erin.png,texture2.jpg\n'
+                                        'submissions/frank.png,texture2.jpg\n'
+                                        'submissions/gina,texture1.jpg\n'
+                                        'submissions/notes.txt,texture1.jpg\n')
+    out = str(tmp_path / 'reports')
+    code = compare.cli(['--manifest', str(tmp_path / 'class.csv'), '--size', '64', '--weights', tiny_weights_path,
+                        '--out', out, '--name', 'class'])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert 'Traceback' not in err and 'gina not found' in err and 'notes.txt' in err
+    with open(os.path.join(out, 'class', 'scores.csv')) as handle:
+        reader = csv.DictReader(handle)
+        sheet = list(reader)
+    assert reader.fieldnames[:4] == ['source', 'rank', 'name', 'verdict']
+    by_name = {row['name']: row for row in sheet}
+    assert sorted(by_name) == ['alice', 'bob', 'carol/first', 'carol/second', 'erin', 'frank']
+    assert {row['source'] for row in sheet if row['name'] in ('erin', 'frank')} == {'texture2.jpg'}
+    assert by_name['erin']['verdict'] == 'COPY' and by_name['bob']['verdict'] == 'COPY'
+    assert by_name['frank']['verdict'] in ('ok', 'look') and by_name['frank']['rank'] == '1'  # ranked within its source
+    assert by_name['alice']['scale'] == '32' and by_name['frank']['scale'] == '64'
+    for stem, count in (('texture1', 4), ('texture2', 2)):
+        with open(os.path.join(out, 'class', stem, 'scores.csv')) as handle:
+            assert len(list(csv.DictReader(handle))) == count
+        assert os.path.isfile(os.path.join(out, 'class', stem, 'report.html'))
+    page = open(os.path.join(out, 'class', 'report.html')).read()
+    assert 'href="texture2/report.html"' in page and 'href="../../submissions/erin.png"' in page
+    assert 'submissions/erin.png' in page and 'gina not found' in page
+
+
+@pytest.mark.parametrize('manifest, words', [
+    ('name,file\nalice,a.png\n', 'needs a header row with the columns submission,source'),
+    ('', 'needs a header row'),
+    ('submission,source\nsubmissions/bob.png,no-such-texture.jpg\n', 'row 2: source image not found'),
+    ('submission,source\nsubmissions/nobody.png,texture1.jpg\n', 'no image to score in the manifest'),
+])
+def test_a_bad_manifest_is_one_line(classroom, tiny_weights_path, tmp_path, capsys, manifest, words):
+    (tmp_path / 'class.csv').write_text(manifest)
+    out = tmp_path / 'reports'
+    code = compare.cli(['--manifest', str(tmp_path / 'class.csv'), '--weights', tiny_weights_path, '--out', str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and 'Traceback' not in err, err
+    assert not out.exists()
+
+
+def test_a_missing_manifest_and_mixed_modes_are_refused(capsys):
+    assert compare.cli(['--manifest', 'nowhere.csv']) == 2
+    assert 'manifest not found: nowhere.csv' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare.parse_args(['--manifest', 'class.csv', '--source', 'texture1.jpg', 'a.png'])
+    with pytest.raises(SystemExit):
+        compare.parse_args(['--manifest', 'class.csv', 'a.png'])
 
 
 def test_the_same_image_is_scored_at_the_scale_it_was_made_at(tiny_weights_path, tmp_path, capsys):
