@@ -30,7 +30,7 @@ COPY_LAYOUT = 0.75
 COPY_PATCH = 0.02
 # ...or when this share of its textured patches is in the source pixel for pixel: a collage of the
 # source's pieces, which lines up nowhere (train.py's results: 0.00; collages of 16-64 px pieces
-# 0.52-0.91: docs/benchmarks.md).
+# 0.48-0.91: docs/benchmarks.md).
 COPY_SHARE = 0.3
 # A result without a config.json whose shorter side is under this share of the scaled source's
 # was probably made at another --size: its scores would be ranked by size, not quality.
@@ -61,7 +61,7 @@ EXPLANATIONS = {
                   f'about 0 for a new texture, the share inside the pieces for a collage of the source; '
                   f'at {COPY_SHARE} or more: COPY.',
     'verdict': 'ok; look (layout over its limit: open the image); scale? (the result does not fit the '
-               'scale it is scored at); COPY (the source, resized, cropped, turned or recoloured: ranked last)',
+               'scale it is scored at); COPY (the source, resized, cropped, turned or recoloured, or a collage of its pieces: ranked last)',
     'scale': "the source's shorter side in px the result is scored at, and where that came from: the "
              "result's config.json (the size it was made at) or --size",
     'source': "with --manifest: the texture the submission was made from; ranks are within each source, "

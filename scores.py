@@ -162,7 +162,8 @@ def nearest_patch_distances(result, source, seed=PROJECTION_SEED, queries=MAX_PA
         squared = (block ** 2).sum(1)[:, None] - 2 * block @ candidates.T + candidate_norms[None]
         nearest.append(np.maximum(squared.min(axis=1), 0.0))
     variance = max(source.var(), 1e-12)
-    own = queries.reshape(len(queries), -1, source.shape[-1]).var(axis=1).mean(axis=1)
+    # A patch is flattened channel by channel ([C, size, size]: patches): each channel's variance, averaged.
+    own = queries.reshape(len(queries), source.shape[-1], -1).var(axis=2).mean(axis=1)
     return np.concatenate(nearest) / (queries.shape[1] * variance), own / variance
 
 
