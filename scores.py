@@ -27,7 +27,7 @@ MAX_PATCHES = 4096            # a random subset beyond this keeps the distance m
 COPY_PATCHES = 1024           # copy_search's patch comparison: enough for a mean, 4x cheaper than all
 # A patch is copied when its nearest source patch is this close (relative to the source's variance):
 # train.py's results on six textures have none of their textured patches that close, collages of
-# the source's 16-64 px pieces 52-91% of them (docs/benchmarks.md).
+# the source's 16-64 px pieces 48-91% of them (docs/benchmarks.md).
 COPIED_DISTANCE = 0.005
 TEXTURED_PATCH = 0.1          # a patch with less of the source's variance is too plain to tell
 THUMBNAIL_SIZE = 32           # the source's shorter side in the layout thumbnails
