@@ -1,9 +1,9 @@
 """Feed-forward texture networks: train generator.py's network on the objective once, then sample.
 
-    trainer = Trainer(weights, objective, (256, 256), batch_size=4)
-    for step, trainer, losses in train(trainer, iterations=2000):   # one Adam step each
+    stages = [(0.5, 3500, (128, 128)), (1.0, 1000, (256, 256))]    # (scale, steps, sample shape)
+    for step, trainer, losses in train(weights, objective, stages, batch_size=1):   # one Adam step each
         ...
-    save_checkpoint(trainer.state(), 'generator.npz')
+    save_checkpoint(trainer.state(), 'generator.npz', settings)
     sampler = Sampler(trainer.state())
     image = sampler.sample(seed=0, shape=(1024, 1024))               # [1024, 1024, 3] in [0, 1]
 
@@ -27,8 +27,8 @@ import vgg16
 from options import GENERATOR_LEARNING_RATE
 from utils import InputError, atomic_write
 
-# The last quarter of the steps at a fifth of the rate: Adam's steps then stop stirring what the
-# generator has learnt (texture1, 210 s of training: SWD 114 against 119 without).
+# The last quarter of the last stage's steps at a fifth of the rate: Adam's steps then stop stirring
+# what the generator has learnt (texture1, 210 s of training at one size: SWD 114 against 119 without).
 FINE_TUNE_FROM, FINE_TUNE_FACTOR = 0.75, 0.2
 CHECKPOINT_FORMAT = 'texture-generator-1'
 CHECKPOINT_NAME = 'generator.npz'
@@ -39,11 +39,13 @@ PREVIEW_SEEDS = (0, 1, 2, 3)  # the samples drawn into steps/ and comparison.png
 class Trainer:
     """The training graph: noise -> generator -> a batch of images -> the objective's losses; Adam.
 
-    `iterations`, the steps the run will take in all, sets where the learning rate drops.
+    `fine_tune_from`: the step from which the learning rate is FINE_TUNE_FACTOR of itself (None:
+    never). Previews (samples()) are drawn at `preview_shape`, by default the samples' shape.
     """
 
     def __init__(self, weights, objective, sample_shape, batch_size, pooling='avg', precision='float32',
-                 tileable=False, seed=0, learning_rate=GENERATOR_LEARNING_RATE, iterations=None, state=None):
+                 tileable=False, seed=0, learning_rate=GENERATOR_LEARNING_RATE, fine_tune_from=None, state=None,
+                 preview_shape=None):
         self.graph = tf.Graph()
         self.sample_shape = tuple(sample_shape)
         with self.graph.as_default():
@@ -61,15 +63,16 @@ class Trainer:
             images = generator.build(noise, mean_colour, dtype)[:, :height, :width]
             total, self.losses, _ = synthesize.objective_losses(
                 shared, objective, statistics, images, pooling, precision, tileable, normalise_gradients=True)
-            if iterations:
+            if fine_tune_from is not None:
                 learning_rate = tf.compat.v1.train.piecewise_constant(
-                    self.step, [int(FINE_TUNE_FROM * iterations)], [learning_rate, learning_rate * FINE_TUNE_FACTOR])
+                    self.step, [tf.constant(fine_tune_from, tf.int64)],
+                    [learning_rate, learning_rate * FINE_TUNE_FACTOR])
             optimiser = tf.compat.v1.train.AdamOptimizer(learning_rate)
             self.update = optimiser.minimize(total, global_step=self.step,
                                              var_list=list(generator.variables().values()))
-            # The preview: fixed seeds at the training size, the samples sample.py would draw.
+            # The preview: fixed seeds, the samples sample.py would draw.
             self.preview_seed = tf.compat.v1.placeholder(tf.int64, [], 'preview_seed')
-            self.preview = _sample_graph(self.preview_seed, height, width)
+            self.preview = _sample_graph(self.preview_seed, *(preview_shape or self.sample_shape))
             self.variables = {variable.op.name: variable for variable in tf.compat.v1.global_variables()}
             self.loaders = {name: _loader(variable) for name, variable in self.variables.items()}
             self.session.run(tf.compat.v1.global_variables_initializer())
@@ -102,11 +105,33 @@ class Trainer:
         self.session.close()
 
 
-def train(trainer, iterations):
-    """Yields (step, trainer, losses) after each Adam step, until `iterations` steps are done in all."""
-    while trainer.steps_done < iterations:
-        losses = trainer.train_step()
-        yield trainer.steps_done, trainer, losses
+def train(weights, objective, stages, batch_size, pooling='avg', precision='float32', tileable=False, seed=0,
+          learning_rate=GENERATOR_LEARNING_RATE, state=None, preview_shape=None):
+    """Yields (step, trainer, losses) after each Adam step, through `stages`, [(scale, steps,
+    (height, width) of the samples)]: one Trainer per stage, built from the last one's state
+    (or `state`, a checkpoint's: stages it has done are skipped). Steps count on across stages;
+    with several stages each losses dict also holds its 'scale'. The trainer of the last step
+    is left open (what it has learnt is the caller's to save); earlier ones are closed."""
+    ends = np.cumsum([steps for _, steps, _ in stages])
+    trainer = None
+    for (scale, steps, shape), end in zip(stages, ends):
+        done = trainer.steps_done if trainer else int(state['global_step']) if state else 0
+        if done >= end:
+            continue
+        previous = trainer
+        trainer = Trainer(weights, objective, shape, batch_size, pooling, precision, tileable, seed, learning_rate,
+                          fine_tune_step(stages), previous.state() if previous else state, preview_shape)
+        if previous is not None:  # only now: had the new graph failed, the caller would save the old one
+            previous.close()
+        while trainer.steps_done < end:
+            losses = trainer.train_step()
+            yield trainer.steps_done, trainer, {**losses, 'scale': scale} if len(stages) > 1 else losses
+
+
+def fine_tune_step(stages):
+    """The step from which the learning rate drops: FINE_TUNE_FROM of the way through the last stage."""
+    before = sum(steps for _, steps, _ in stages[:-1])
+    return before + int(FINE_TUNE_FROM * stages[-1][1])
 
 
 def _sample_graph(seed, height, width):

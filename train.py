@@ -58,6 +58,9 @@ STYLE_SCALE = 1.0
 # Feed-forward (--feed-forward): measured per minute of training on this project's CPU (docs/feedforward.md).
 # One 256 px sample per step beat four 128 px ones per minute of training (docs/feedforward.md).
 BATCH_SIZE = 1
+# Training steps at one size: about 9 minutes on this project's 2-core CPU. Coarse to fine
+# (--scales 0.5,1) tied with it over six textures at 10 minutes and made samples of different
+# seeds share a motif on texture1, so one size stays the default (docs/feedforward.md).
 FF_ITERATIONS = 2000
 
 
@@ -170,8 +173,9 @@ def build_parser():
                                    'of any size in a fraction of a second')
     ff.add_argument('--feed-forward', action='store_true',
                     help='train a generator network on --image instead of optimising one image '
-                         '(Ulyanov et al. 2016); --iterations counts its training steps '
-                         f'(default: {FF_ITERATIONS})')
+                         '(Ulyanov et al. 2016); --scales are then the training samples\' sizes, against '
+                         'the same source (default: one size), and --iterations counts training steps per '
+                         f'scale (default: {FF_ITERATIONS})')
     ff.add_argument('--batch-size', type=int, default=BATCH_SIZE,
                     help='noise samples per training step (default: %(default)s)')
     ff.add_argument('--learning-rate', type=float, default=GENERATOR_LEARNING_RATE,
@@ -203,7 +207,7 @@ def build_parser():
 
 
 # Pixel-optimisation options that mean nothing to a generator's training, with the reason.
-NOT_FEED_FORWARD = {'optimizer': 'a generator trains with Adam', 'scales': 'a generator trains at one size',
+NOT_FEED_FORWARD = {'optimizer': 'a generator trains with Adam',
                     'init': 'a generator starts from noise', 'match_colors': 'a generator has no final image',
                     'content': 'feed-forward trains a texture generator', 'style': 'feed-forward trains a texture generator'}
 # What a resumed run may change: everything else is the run's own (its config.json).
@@ -311,16 +315,24 @@ def method(args):
 
 
 def check_feed_forward(parser, args):
-    """The generator's own options: one step count, a batch, a learning rate."""
-    if args.iterations is None:
-        args.iterations = [FF_ITERATIONS]
-    elif len(args.iterations) != 1:
-        parser.error("--iterations is one number of training steps with --feed-forward")
+    """The generator's own options: a batch, a learning rate (its stages: feed_forward_schedule)."""
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, not {args.batch_size}")
     if not math.isfinite(args.learning_rate) or args.learning_rate <= 0:
         parser.error(f"--learning-rate must be a finite number > 0, not {args.learning_rate}")
-    args.scales = [1.0]
+
+
+def feed_forward_schedule(args):
+    """args.scales (auto: one size) and args.iterations, one count per stage."""
+    if args.scales == 'auto':
+        args.scales = [1.0]
+    if args.iterations is None:
+        args.iterations = [FF_ITERATIONS]
+    if len(args.iterations) == 1:
+        args.iterations = args.iterations * len(args.scales)
+    if len(args.iterations) != len(args.scales):
+        raise InputError(f"--iterations gives {len(args.iterations)} counts for {len(args.scales)} scales "
+                         f"({','.join(f'{scale:g}' for scale in args.scales)})")
 
 
 def resumed_args(parser, args):
@@ -337,16 +349,24 @@ def resumed_args(parser, args):
         iterations = parse_numbers(args.iterations, '--iterations', int) if args.iterations else None
     except ValueError as error:
         parser.error(str(error))
-    if iterations is not None and len(iterations) != 1:
-        parser.error("--iterations is one number of training steps with --feed-forward")
     resumed = argparse.Namespace(**{**vars(args), **{key: config[key] for key in RESUMED_SETTINGS}})
     resumed.feed_forward, resumed.mode, resumed.run_dir = True, 'texture', args.resume
     resumed.output_shape = tuple(config['output_shape'])
-    resumed.iterations = iterations or [config['iterations']]
+    # Runs made before coarse to fine trained at one scale and recorded one step count.
+    resumed.scales = config.get('scales', [1.0])
+    recorded = config['iterations'] if isinstance(config['iterations'], list) else [config['iterations']]
+    resumed.iterations = iterations or recorded
+    if len(resumed.iterations) == 1:
+        resumed.iterations = resumed.iterations * len(resumed.scales)
+    if len(resumed.iterations) != len(resumed.scales):
+        parser.error(f"--iterations gives {len(resumed.iterations)} counts for the run's "
+                     f"{len(resumed.scales)} scales ({','.join(f'{scale:g}' for scale in resumed.scales)})")
+    if min(resumed.iterations) < 1:
+        parser.error("--iterations must be at least 1")
     resumed.save_every = config['save_every'] if args.save_every is None else args.save_every
     if resumed.save_every < 0:
         parser.error("--save-every must be 0 or more")
-    resumed.scales, resumed.style_blend, resumed.preserve_colors = [1.0], None, False
+    resumed.style_blend, resumed.preserve_colors = None, False
     return resumed
 
 
@@ -361,7 +381,7 @@ def settings(args):
     import lbfgs
     import synthesize
     if args.feed_forward:
-        return {'mode': 'feed-forward', 'size': args.size, 'iterations': args.iterations[0],
+        return {'mode': 'feed-forward', 'size': args.size, 'scales': args.scales, 'iterations': args.iterations,
                 'batch_size': args.batch_size, 'learning_rate': args.learning_rate, 'precision': args.precision,
                 'loss': args.loss, 'swd_weight': args.swd_weight, 'tileable': args.tileable,
                 'layer_weights': args.layer_weights, 'weighting': args.weighting, 'pooling': args.pooling,
@@ -369,8 +389,9 @@ def settings(args):
                 'generator': {'design': 'multi-scale (Ulyanov et al. 2016), instance normalisation',
                               'scales': feedforward.generator.SCALES, 'channels': feedforward.generator.CHANNELS,
                               'padding': 'circular', 'optimizer': 'adam',
-                              'learning_rate_drop': {'after': feedforward.FINE_TUNE_FROM,
+                              'learning_rate_drop': {'after': f'{feedforward.FINE_TUNE_FROM:g} of the last scale',
                                                      'factor': feedforward.FINE_TUNE_FACTOR},
+                              'training_scales': "--scales: the training samples' sizes, against the same source",
                               'gradients': 'normalised per style layer (losses.with_unit_gradient)'},
                 'loss_normalisation': 'G = F^T F / (N M); layer loss = sum((G_s - G_n)^2) / 4; mean over the batch'}
     config = {'mode': args.mode, 'size': args.size, 'optimizer': args.optimizer,
@@ -434,19 +455,29 @@ def feedforward_job(args):
     feedforward.check_sample_size(output_shape, args.tileable)
     check_memory(output_shape, args.loss, args.precision, args.layer_weights, '--output-size',
                  batch=args.batch_size, feed_forward=True)
+    feed_forward_schedule(args)
+    # Each stage's samples: a fraction of the output, tileable ones on the generator's grid.
+    shapes = stage_shapes(output_shape, args.scales, feedforward.generator.COARSEST if args.tileable else 1)
+    for scale, shape in zip(args.scales, shapes):
+        what = f'the training samples at --scales {scale:g}'
+        check_size(shape, args.layer_weights, what)
+        if min(shape) < feedforward.generator.COARSEST:
+            raise InputError(f"{what} are {shape[1]}x{shape[0]} px, too small for the generator: each side needs "
+                             f"at least {feedforward.generator.COARSEST} px (a larger scale or --output-size)")
     image_path, source = texture_source(args)
     job = types.SimpleNamespace(
         objective=synthesize.Objective.texture(source, args.layer_weights, args.loss, args.swd_weight),
         output_shape=output_shape, stem=stem_of(image_path), source=source, state=None, history=[],
+        stages=list(zip(args.scales, args.iterations, shapes)),
         config={'image': os.path.abspath(image_path), 'source_shape': list(source.shape[:2]),
                 'output_shape': list(output_shape)})
     if getattr(args, 'run_dir', None):  # --resume
         job.state, meta = feedforward.load_checkpoint(os.path.join(args.run_dir, feedforward.CHECKPOINT_NAME))
         job.history = runs.read_history(args.run_dir)
         done = int(job.state.get('global_step', 0))
-        if args.iterations[0] <= done:
+        if sum(args.iterations) <= done:
             raise InputError(f"{args.run_dir} has trained {done} steps already: give --iterations "
-                             f"more than {done} to train on")
+                             f"that add up to more than {done} to train on")
     return job
 
 
@@ -555,7 +586,7 @@ def run(argv=None, stop=None):
     if getattr(args, 'run_dir', None):  # --resume: the same folder, its config brought up to date
         run_dir = args.run_dir
         config = {**runs.read_config(run_dir), **runs.environment(weights_path), 'status': 'running',
-                  'iterations': args.iterations[0], 'save_every': args.save_every}
+                  'scales': args.scales, 'iterations': args.iterations, 'save_every': args.save_every}
         config['resumed_at'] = config.get('resumed_at', []) + [job.history[-1]['step'] if job.history else 0]
     else:
         run_dir = runs.make_run_dir(args.out, job.stem, args.name)
@@ -573,7 +604,7 @@ def run(argv=None, stop=None):
     interval = 0.1 if sys.stderr.isatty() else LOG_INTERVAL
     progress = Progress(job.stem, job.stages)
     bar = tqdm(total=progress.total, initial=progress.done(history[-1]['step'] if history else 0),
-               desc=progress.label(1.0 if args.feed_forward else job.stages[0][0]), dynamic_ncols=True,
+               desc=progress.label(job.stages[0][0]), dynamic_ncols=True,
                mininterval=interval, bar_format='{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]')
     try:
         with quiet_stderr():  # the first step builds the session: more TensorFlow chatter
@@ -672,19 +703,14 @@ def attach_feedforward(job, args):
     import feedforward
     import runs
     checkpoint_settings = {'tileable': args.tileable, 'output_shape': list(job.output_shape)}
-    job.trainer = None
-    job.stages = [(1.0, args.iterations[0], job.output_shape)]
-
-    def start(network_weights):
-        job.trainer = feedforward.Trainer(
-            network_weights, job.objective, job.output_shape, args.batch_size, args.pooling, args.precision,
-            args.tileable, args.seed, args.learning_rate, args.iterations[0], job.state)
-        return feedforward.train(job.trainer, args.iterations[0])
-    job.start = start
+    job.start = lambda network_weights: feedforward.train(
+        network_weights, job.objective, job.stages, args.batch_size, args.pooling, args.precision, args.tileable,
+        args.seed, args.learning_rate, job.state, preview_shape=job.output_shape)
     job.save_step = lambda run_dir, step, trainer, history: runs.save_generator_step(
         run_dir, step, trainer, history, job.source, checkpoint_settings)
-    job.finish = lambda run_dir, _, history, config, status, iterations, seconds: runs.finish_generator(
-        run_dir, job.trainer, job.source, history, config, status, iterations, checkpoint_settings)
+    # The steps yield the trainer of their stage: the last one holds what has been learnt.
+    job.finish = lambda run_dir, trainer, history, config, status, iterations, seconds: runs.finish_generator(
+        run_dir, trainer, job.source, history, config, status, iterations, checkpoint_settings)
 
 
 def kept_image(job, image):

@@ -167,9 +167,14 @@ def test_the_objective_of_a_batch_is_the_mean_of_its_images(tiny_weights):
 
 # ---------------------------------------------------------------- training
 
+def adam_steps(trainer, until):
+    """The losses of each of `trainer`'s steps until it has done `until` in all."""
+    return [trainer.train_step()['total'] for _ in range(until - trainer.steps_done)]
+
+
 def test_training_lowers_the_loss(tiny_weights):
     trainer = feedforward.Trainer(tiny_weights, OBJECTIVE, (32, 32), batch_size=2, learning_rate=0.02)
-    totals = [losses['total'] for _, _, losses in feedforward.train(trainer, 60)]
+    totals = adam_steps(trainer, 60)
     trainer.close()
     assert len(totals) == 60
     assert np.mean(totals[-10:]) < np.mean(totals[:3]) / 3
@@ -178,24 +183,68 @@ def test_training_lowers_the_loss(tiny_weights):
 def test_checkpoint_round_trip_resumes_exactly(tiny_weights, tmp_path):
     """Weights, Adam's moments and the step all come back: a resumed run continues as if never stopped."""
     straight = feedforward.Trainer(tiny_weights, OBJECTIVE, (32, 32), batch_size=2)
-    straight_losses = [losses['total'] for _, _, losses in feedforward.train(straight, 6)]
+    straight_losses = adam_steps(straight, 6)
     final = straight.state()
     straight.close()
 
     first = feedforward.Trainer(tiny_weights, OBJECTIVE, (32, 32), batch_size=2)
-    list(feedforward.train(first, 3))
+    adam_steps(first, 3)
     path = feedforward.save_checkpoint(first.state(), str(tmp_path / 'generator.npz'), {'tileable': False})
     first.close()
     state, meta = feedforward.load_checkpoint(path)
     assert meta['format'] == feedforward.CHECKPOINT_FORMAT and int(state['global_step']) == 3
     assert any(name.endswith('/Adam') for name in state) and 'beta1_power' in state
     resumed = feedforward.Trainer(tiny_weights, OBJECTIVE, (32, 32), batch_size=2, state=state)
-    resumed_losses = [losses['total'] for _, _, losses in feedforward.train(resumed, 6)]
+    resumed_losses = adam_steps(resumed, 6)
     again = resumed.state()
     resumed.close()
     assert resumed_losses == pytest.approx(straight_losses[3:], rel=1e-5)
     for name in final:
         np.testing.assert_allclose(again[name], final[name], rtol=1e-5, atol=1e-7)
+
+
+STAGES = [(0.5, 3, (32, 32)), (1.0, 3, (64, 64))]
+
+
+def test_stages_carry_weights_and_adam_over_and_resume_exactly(tiny_weights):
+    """Coarse to fine: the 64 px stage starts from what the 32 px one learnt (weights, Adam's
+    moments, the step), and a run stopped mid-way resumes as if it never stopped."""
+    steps = feedforward.train(tiny_weights, OBJECTIVE, STAGES, batch_size=2)
+    straight = [next(steps) for _ in range(3)]
+    coarse_state = straight[-1][1].state()
+    straight += list(steps)
+    assert [step for step, _, _ in straight] == list(range(1, 7))
+    assert [losses['scale'] for _, _, losses in straight] == [0.5] * 3 + [1.0] * 3
+    fine = straight[-1][1]
+    assert fine.sample_shape == (64, 64) and straight[0][1].sample_shape == (32, 32)
+    final = fine.state()
+    fine.close()
+    assert int(final['global_step']) == 6 and int(coarse_state['global_step']) == 3
+    # The fine stage began where the coarse one ended: from the coarse state alone, the same steps.
+    from_coarse = list(feedforward.train(tiny_weights, OBJECTIVE, STAGES, batch_size=2, state=coarse_state))
+    from_coarse[-1][1].close()
+    assert [losses['total'] for _, _, losses in from_coarse] == pytest.approx(
+        [losses['total'] for _, _, losses in straight[3:]], rel=1e-5)
+
+    steps = feedforward.train(tiny_weights, OBJECTIVE, STAGES, batch_size=2)
+    for _ in range(4):
+        _, stopped, _ = next(steps)
+    steps.close()
+    state = stopped.state()  # stopped one step into the fine stage
+    stopped.close()
+    resumed = list(feedforward.train(tiny_weights, OBJECTIVE, STAGES, batch_size=2, state=state))
+    assert [step for step, _, _ in resumed] == [5, 6]
+    assert [losses['total'] for _, _, losses in resumed] == pytest.approx(
+        [losses['total'] for _, _, losses in straight[4:]], rel=1e-5)
+    again = resumed[-1][1].state()
+    resumed[-1][1].close()
+    for name in final:
+        np.testing.assert_allclose(again[name], final[name], rtol=1e-5, atol=1e-7)
+
+
+def test_the_rate_drops_for_the_last_quarter_of_the_last_stage():
+    assert feedforward.fine_tune_step([(0.5, 3500, None), (1.0, 1000, None)]) == 4250
+    assert feedforward.fine_tune_step([(1.0, 2000, None)]) == 1500
 
 
 def test_a_checkpoint_of_another_shape_is_refused(tiny_weights):
@@ -258,7 +307,7 @@ def test_the_savedmodel_samples_the_same_images_in_a_fresh_process(sampler, tmp_
 @pytest.fixture
 def trained_run(tiny_weights_path, tmp_path, capsys):
     out = str(tmp_path / 'runs')
-    code = train.cli(['--image', 'texture1.jpg', '--size', '48', '--feed-forward', '--iterations', '6',
+    code = train.cli(['--image', 'texture1.jpg', '--size', '48', '--feed-forward', '--scales', '0.5,1', '--iterations', '3,3',
                       '--save-every', '3', '--output-size', '64', '--layers', 'conv1_1,pool1,pool2',
                       '--weights', tiny_weights_path, '--out', out, '--name', 'gen'])
     assert code == 0, capsys.readouterr().err
@@ -277,14 +326,20 @@ def test_feed_forward_run_writes_its_folder(trained_run):
     with open(os.path.join(trained_run, 'history.csv')) as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row['step']) for row in rows] == list(range(1, 7))
+    assert [float(row['scale']) for row in rows] == [0.5] * 3 + [1.0] * 3  # 32 px samples, then 64 px
+    assert config['scales'] == [0.5, 1.0] and config['iterations'] == [3, 3]
+    # Every sheet shows 64 px previews, the coarse stage's too: the same samples, learnt further.
+    assert Image.open(os.path.join(trained_run, 'steps', 'step_00003.png')).size == \
+        Image.open(os.path.join(trained_run, 'steps', 'step_00006.png')).size
     assert not glob.glob(os.path.join(trained_run, '**', '*.tmp'), recursive=True)
 
 
 def test_resume_continues_to_the_new_step_count(trained_run, tiny_weights_path, capsys):
-    code = train.cli(['--resume', trained_run, '--iterations', '9', '--weights', tiny_weights_path])
+    code = train.cli(['--resume', trained_run, '--iterations', '3,6', '--weights', tiny_weights_path])
     assert code == 0, capsys.readouterr().err
     config = json.load(open(os.path.join(trained_run, 'config.json')))
     assert config['iterations_done'] == 9 and config['resumed_at'] == [6] and config['status'] == 'finished'
+    assert config['iterations'] == [3, 6]
     with open(os.path.join(trained_run, 'history.csv')) as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row['step']) for row in rows] == list(range(1, 10))
@@ -316,9 +371,10 @@ def test_sample_py_writes_the_same_images_for_the_same_seed(trained_run, tmp_pat
 
 FEED_FORWARD_BAD_INPUTS = [
     (['--feed-forward', '--optimizer', 'adam'], '--optimizer does not go with --feed-forward'),
-    (['--feed-forward', '--scales', '0.5,1'], '--scales does not go with --feed-forward'),
     (['--feed-forward', '--init', 'uniform'], '--init does not go with --feed-forward'),
-    (['--feed-forward', '--iterations', '10,20'], 'one number of training steps'),
+    (['--feed-forward', '--iterations', '10,20,30'], '--iterations gives 3 counts for 1 scales'),
+    (['--feed-forward', '--scales', '0.5,1', '--output-size', '48'], 'the training samples at --scales 0.5 are 24x24 px, too small'),
+    (['--feed-forward', '--scales', '1,0.5'], '--scales must rise to 1'),
     (['--feed-forward', '--batch-size', '0'], '--batch-size must be at least 1'),
     (['--feed-forward', '--learning-rate', 'nan'], '--learning-rate must be a finite number > 0'),
     (['--feed-forward', '--output-size', '16'], 'too small for the generator'),
@@ -347,7 +403,8 @@ def test_resume_bad_inputs(trained_run, tiny_weights_path, tmp_path):
     os.makedirs(pixel_run)
     json.dump({'mode': 'texture'}, open(os.path.join(pixel_run, 'config.json'), 'w'))
     cases = [(['--resume', trained_run, '--batch-size', '2'], 'cannot be changed'),
-             (['--resume', trained_run, '--iterations', '6'], 'has trained 6 steps already'),
+             (['--resume', trained_run, '--iterations', '3,3'], 'has trained 6 steps already'),
+             (['--resume', trained_run, '--iterations', '1,2,3'], "3 counts for the run's 2 scales"),
              (['--resume', pixel_run], 'continues feed-forward runs')]
     for args, message in cases:
         result = run_script('train.py', args + ['--weights', tiny_weights_path])
@@ -385,7 +442,7 @@ def test_a_stopped_training_saves_a_checkpoint_that_resumes(tiny_weights_path, t
     out = str(tmp_path / 'runs')
     process = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, 'train.py'), '--image', 'texture1.jpg', '--size', '48', '--feed-forward',
-         '--iterations', '1000000', '--output-size', '32', '--layers', 'conv1_1,pool1', '--weights',
+         '--scales', '1', '--iterations', '1000000', '--output-size', '32', '--layers', 'conv1_1,pool1', '--weights',
          tiny_weights_path, '--out', out, '--name', 'gen', '--save-every', '2'],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     history = os.path.join(out, 'gen', 'config.json')
@@ -416,7 +473,7 @@ def test_real_weights_training_moves_the_samples_gram_loss_down_by_orders_of_mag
     objective = synthesize.Objective.texture(source, layers)
     trainer = feedforward.Trainer(real_weights, objective, (64, 64), batch_size=2)
     untrained = trainer.samples()
-    list(feedforward.train(trainer, 150))
+    adam_steps(trainer, 150)
     trained = trainer.samples()
     trainer.close()
     graph = synthesize.Graph(real_weights, objective, (64, 64))
