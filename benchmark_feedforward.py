@@ -25,6 +25,7 @@ if __name__ == '__main__':  # Ctrl-C while Python and the modules load: a quiet 
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import time
 
@@ -77,27 +78,27 @@ def optimise(image, size, output_size=None):
     return time.perf_counter() - started, result
 
 
-def train_generator(image, size, minutes, evaluate_every, target):
+def train_generator(image, size, minutes, evaluate_every, target, options=()):
     """train.py --feed-forward's defaults, its steps or `minutes` of training, whichever ends first:
     (trainer, curve, seconds to target, network weights, source, the run's settings)."""
     with utils.quiet_stderr():
         import feedforward
         import train
         import weights as vgg_weights
-    args = train.parse_args(['--image', image, '--size', str(size), '--feed-forward'])
+    args = train.parse_args(['--image', image, '--size', str(size), '--feed-forward', *options])
     job = train.feedforward_job(args)
     network_weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
-    with utils.quiet_stderr():
-        trainer = feedforward.Trainer(network_weights, job.objective, job.output_shape, args.batch_size,
-                                      args.pooling, args.precision, args.tileable, args.seed, args.learning_rate,
-                                      args.iterations[0])
-    source = job.objective.style_images[0]
-    curve, trained, next_evaluation, reached = [], 0.0, evaluate_every, None
-    while trained < minutes * 60 and trainer.steps_done < args.iterations[0]:
+    steps = feedforward.train(network_weights, job.objective, job.stages, args.batch_size, args.pooling,
+                              args.precision, args.tileable, args.seed, args.learning_rate,
+                              preview_shape=job.output_shape)
+    source, total = job.objective.style_images[0], sum(args.iterations)
+    curve, trained, next_evaluation, reached, trainer = [], 0.0, evaluate_every, None, None
+    while trained < minutes * 60 and (trainer is None or trainer.steps_done < total):
         started = time.perf_counter()
-        trainer.train_step()
+        with utils.quiet_stderr():  # a new stage builds a new graph: TensorFlow's chatter
+            _, trainer, _ = next(steps)  # a stage's new graph counts as training time
         trained += time.perf_counter() - started
-        if trained >= next_evaluation or trained >= minutes * 60 or trainer.steps_done == args.iterations[0]:
+        if trained >= next_evaluation or trained >= minutes * 60 or trainer.steps_done == total:
             next_evaluation += evaluate_every
             samples = samples_of(trainer.state(), EVALUATION_SEEDS, (size, size))
             swd = sum(swd_scores(network_weights, samples, source)) / len(samples)
@@ -105,8 +106,10 @@ def train_generator(image, size, minutes, evaluate_every, target):
             log(f"    {trained:6.0f} s, {trainer.steps_done:5d} steps: samples' SWD {swd:.1f} (target {target:.1f})")
             if reached is None and swd <= target:
                 reached = trained
+    steps.close()
     settings = {'batch_size': args.batch_size, 'training_shape': list(job.output_shape),
-                'learning_rate': args.learning_rate, 'precision': args.precision, 'iterations': args.iterations[0]}
+                'stages': [[scale, iterations, list(shape)] for scale, iterations, shape in job.stages],
+                'learning_rate': args.learning_rate, 'precision': args.precision}
     return trainer, curve, reached, network_weights, source, settings
 
 
@@ -172,7 +175,7 @@ def measure(image, args, optimise_large=False):
     target = TARGET_RATIO * optimised_swd
     log(f"  {optimise_seconds:.1f} s, SWD {optimised_swd:.1f}; training the generator for {args.minutes:g} min")
     trainer, curve, reached, network_weights, source, settings = train_generator(
-        image, args.size, args.minutes, args.evaluate_every, target)
+        image, args.size, args.minutes, args.evaluate_every, target, shlex.split(args.train_options))
     state = trainer.state()
     run_dir = os.path.join(args.out, f'{name}-generator')
     os.makedirs(run_dir, exist_ok=True)
@@ -190,7 +193,8 @@ def measure(image, args, optimise_large=False):
     mutual = [(scores.layout_score(b, a), scores.layout_limit(a, b.shape[:2])) for a, b in pairs]
     spread = diversity(network_weights, samples, source)
     speeds = {side: sampling_speed(state, (side, side)) for side in (256, 1024)}
-    big_seconds, big_memory = sample_in_child(run_dir, 4096, os.path.join(run_dir, 'samples'))
+    big_seconds, big_memory = (None, None) if args.no_large else \
+        sample_in_child(run_dir, 4096, os.path.join(run_dir, 'samples'))
     utils.save_side_by_side([source, optimised] + samples[:4],
                             ['source', f'optimised, SWD {optimised_swd:.0f}'] +
                             [f'seed {seed}, SWD {swd:.0f}' for seed, swd in zip(FINAL_SEEDS, final_swd[:4])],
@@ -242,16 +246,32 @@ def main(argv=None):
     parser.add_argument('--evaluate-every', type=float, default=EVALUATE_EVERY,
                         help='seconds of training between SWD measurements (default: %(default)s)')
     parser.add_argument('--no-large', action='store_true',
-                        help="skip the optimisation at 1024 px (on the first texture) for the 1024 px ratio")
+                        help="skip the large measurements: the optimisation at 1024 px (on the first texture) "
+                             "for the 1024 px ratio, and the 4096 px sample")
+    parser.add_argument('--train-options', default='',
+                        help='train.py options for the generator, to compare variants, e.g. "--scales 0.5,1 '
+                             '--iterations 3500,1000" (default: train.py --feed-forward\'s defaults)')
     parser.add_argument('--out', default=OUT, help='folder for feedforward.json and sheets (default: %(default)s)')
     args = parser.parse_args(argv)
+    import train
+    try:  # a mistyped --train-options or image fails now, in one line, not after an optimisation
+        train_options = shlex.split(args.train_options)
+        for image in args.images:
+            train.feedforward_job(train.parse_args(['--image', image, '--size', str(args.size), '--feed-forward',
+                                                    *train_options]))
+    except ValueError as error:
+        parser.error(f'--train-options: {error}')
+    except utils.InputError as error:
+        parser.error(str(error))
     os.makedirs(args.out, exist_ok=True)
-    log(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    log(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; "
+        f"train.py --feed-forward {args.train_options}")
     rows = []
     for index, image in enumerate(args.images):
         rows.append(measure(image, args, optimise_large=index == 0 and not args.no_large))
         utils.save_json({'machine': {'cpus': os.cpu_count(), 'platform': platform.platform()},
-                         'minutes': args.minutes, 'rows': rows}, os.path.join(args.out, 'feedforward.json'))
+                         'minutes': args.minutes, 'train_options': args.train_options, 'rows': rows},
+                        os.path.join(args.out, 'feedforward.json'))
     report(rows)
     return 0
 
