@@ -49,10 +49,9 @@ def loss_curves(histories, path):
     Relative, because each configuration minimises its own objective (a 'sum'
     total is 13 times a 'mean' one): what compares is how fast each falls.
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    figure, axis = plt.subplots(figsize=(7, 4.5), dpi=100)
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend and figures stay as they were
+    figure = Figure(figsize=(7, 4.5), dpi=100)
+    axis = figure.subplots()
     for name, history in histories.items():
         start = history[0]['total'] or 1.0
         axis.plot([row['step'] for row in history], [row['total'] / start for row in history], label=name)
@@ -63,7 +62,6 @@ def loss_curves(histories, path):
     axis.grid(True, which='both', alpha=0.3)
     figure.tight_layout()
     utils.atomic_write(path, lambda tmp: figure.savefig(tmp, format='png'))
-    plt.close(figure)
     return path
 
 

@@ -306,11 +306,11 @@ def save_side_by_side(images, labels, path, height=256, gap=8):
 
 def save_loss_plot(history, columns, path, x_label='iteration'):
     """The total and the given history columns against step, log scale, as a PNG."""
-    import matplotlib
-    matplotlib.use('Agg')  # no display needed
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot's: the caller's backend (a notebook's) and figures stay as they were.
+    from matplotlib.figure import Figure
     steps = [row['step'] for row in history]
-    figure, axis = plt.subplots(figsize=(7, 4.5), dpi=100)
+    figure = Figure(figsize=(7, 4.5), dpi=100)
+    axis = figure.subplots()
     axis.plot(steps, [row['total'] for row in history], color='black', linewidth=2, label='total')
     for column in columns:
         axis.plot(steps, [row.get(column, float('nan')) for row in history], linewidth=1, label=column)  # gaps
@@ -327,7 +327,6 @@ def save_loss_plot(history, columns, path, x_label='iteration'):
     axis.grid(True, which='both', alpha=0.3)
     figure.tight_layout()
     atomic_write(path, lambda tmp: figure.savefig(tmp, format='png'))
-    plt.close(figure)
     return path
 
 

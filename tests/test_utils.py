@@ -167,3 +167,24 @@ def test_onednn_is_on_unless_the_user_turned_it_off(module, user_setting):
     loaded = subprocess.run([sys.executable, '-c', f'import {module}, tensorflow'], cwd=ROOT, env=env,
                             capture_output=True, text=True, check=True)
     assert ('oneDNN custom operations are on' in loaded.stderr) == (user_setting is None)
+
+
+def test_loss_plots_leave_a_notebooks_matplotlib_alone(tmp_path):
+    """Writing loss.png must not switch the caller's backend (a notebook's inline one: the
+    plots after an api call stopped showing) nor leave figures open for it to display."""
+    script = f"""
+import matplotlib
+matplotlib.use('svg')   # stands in for a notebook's inline backend
+import matplotlib.pyplot as plt
+import report, utils
+history = [{{'step': 1, 'total': 10.0, 'conv1_1': 4.0}}, {{'step': 2, 'total': 5.0, 'conv1_1': 2.0}}]
+utils.save_loss_plot(history, ['conv1_1'], {str(tmp_path / 'loss.png')!r})
+report.loss_curves({{'a': history}}, {str(tmp_path / 'curves.png')!r})
+print(matplotlib.get_backend(), len(plt.get_fignums()))
+"""
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ['svg', '0']
+    for name in ('loss.png', 'curves.png'):
+        assert utils.load_image(str(tmp_path / name)).shape[:2] == (450, 700)
