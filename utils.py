@@ -319,8 +319,9 @@ def save_loss_plot(history, columns, path, x_label='iteration'):
     for previous, row in zip(history, history[1:]):
         if row.get('scale', 1.0) != previous.get('scale', 1.0):
             axis.axvline(previous['step'], color='grey', linestyle='--', linewidth=1)
-            axis.annotate(f"scale {row['scale']:g} from here", (previous['step'], 1), xycoords=('data', 'axes fraction'),
-                          xytext=(3, -12), textcoords='offset points', fontsize=8, color='grey')
+            # At the foot of the line: the legend takes the top corners.
+            axis.annotate(f"scale {row['scale']:g} from here", (previous['step'], 0), xycoords=('data', 'axes fraction'),
+                          xytext=(3, 4), textcoords='offset points', fontsize=8, color='grey')
     axis.set_xlabel(x_label)
     axis.set_ylabel('loss (the total; each term before its weight)')
     axis.legend(fontsize=7, ncol=2)
