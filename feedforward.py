@@ -121,10 +121,16 @@ def train(weights, objective, stages, batch_size, pooling='avg', precision='floa
         previous = trainer
         trainer = Trainer(weights, objective, shape, batch_size, pooling, precision, tileable, seed, learning_rate,
                           fine_tune_step(stages), previous.state() if previous else state, preview_shape)
-        if previous is not None:  # only now: had the new graph failed, the caller would save the old one
-            previous.close()
         while trainer.steps_done < end:
-            losses = trainer.train_step()
+            try:
+                losses = trainer.train_step()
+            except BaseException:
+                if previous is not None:  # the caller saves the previous stage's trainer, its last yield
+                    trainer.close()
+                raise
+            if previous is not None:  # only once the new stage has a step: until then the caller holds the old
+                previous.close()
+                previous = None
             yield trainer.steps_done, trainer, {**losses, 'scale': scale} if len(stages) > 1 else losses
 
 

@@ -242,6 +242,25 @@ def test_stages_carry_weights_and_adam_over_and_resume_exactly(tiny_weights):
         np.testing.assert_allclose(again[name], final[name], rtol=1e-5, atol=1e-7)
 
 
+def test_a_stop_in_the_next_stages_first_step_leaves_the_last_trainer_usable(tiny_weights, monkeypatch):
+    """Ctrl-C while the fine stage makes its first step: the caller holds the coarse stage's
+    trainer (its last yield), which must still give its state for the checkpoint."""
+    steps = feedforward.train(tiny_weights, OBJECTIVE, STAGES, batch_size=2)
+    for _ in range(3):
+        _, held, _ = next(steps)
+    plain_step = feedforward.Trainer.train_step
+
+    def interrupted(trainer):
+        if trainer is not held:
+            raise KeyboardInterrupt
+        return plain_step(trainer)
+    monkeypatch.setattr(feedforward.Trainer, 'train_step', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        next(steps)
+    assert int(held.state()['global_step']) == 3
+    held.close()
+
+
 def test_the_rate_drops_for_the_last_quarter_of_the_last_stage():
     assert feedforward.fine_tune_step([(0.5, 3500, None), (1.0, 1000, None)]) == 4250
     assert feedforward.fine_tune_step([(1.0, 2000, None)]) == 1500
