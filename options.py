@@ -132,13 +132,18 @@ def resolve_schedule(args, input_shapes, output_shape):
     """Fill in args.scales (if auto) and args.iterations (if not given) for these sizes."""
     if args.scales == 'auto':
         args.scales = auto_scales(input_shapes, output_shape)
-    if args.iterations is None:
-        args.iterations = default_iterations(args.optimizer, len(args.scales))
-    elif len(args.iterations) == 1:
-        args.iterations = args.iterations * len(args.scales)
-    if len(args.iterations) != len(args.scales):
-        raise InputError(f"--iterations gives {len(args.iterations)} counts for {len(args.scales)} scales "
-                         f"({','.join(f'{scale:g}' for scale in args.scales)})")
+    args.iterations = per_scale(args.iterations or default_iterations(args.optimizer, len(args.scales)),
+                                args.scales)
+
+
+def per_scale(iterations, scales, whose=''):
+    """One step count per scale: a single count repeats; any other number of counts is an InputError."""
+    if len(iterations) == 1:
+        return iterations * len(scales)
+    if len(iterations) != len(scales):
+        raise InputError(f"--iterations gives {len(iterations)} counts for {whose}{len(scales)} scales "
+                         f"({','.join(f'{scale:g}' for scale in scales)})")
+    return iterations
 
 
 def default_iterations(optimizer, stages):

@@ -29,7 +29,7 @@ import utils
 import weights as vgg_weights
 from options import (COARSE_MIN_SIDE, GENERATOR_LEARNING_RATE, ITERATIONS, MAX_STAGES, OPTIMIZERS, PRECISIONS,
                      STYLE_LOSSES, SWD_WEIGHT, WEIGHTING, auto_precision, check_memory, check_scales, check_size,
-                     parse_blend, parse_layers, parse_numbers, parse_size, resolve_schedule, stage_shapes)
+                     parse_blend, parse_layers, parse_numbers, parse_size, per_scale, resolve_schedule, stage_shapes)
 from utils import InputError, find_image, load_image, quiet_stderr
 
 SIZE = 256                 # texture: the source's shorter side; style transfer: the output's, at most
@@ -326,13 +326,7 @@ def feed_forward_schedule(args):
     """args.scales (auto: one size) and args.iterations, one count per stage."""
     if args.scales == 'auto':
         args.scales = [1.0]
-    if args.iterations is None:
-        args.iterations = [FF_ITERATIONS]
-    if len(args.iterations) == 1:
-        args.iterations = args.iterations * len(args.scales)
-    if len(args.iterations) != len(args.scales):
-        raise InputError(f"--iterations gives {len(args.iterations)} counts for {len(args.scales)} scales "
-                         f"({','.join(f'{scale:g}' for scale in args.scales)})")
+    args.iterations = per_scale(args.iterations or [FF_ITERATIONS], args.scales)
 
 
 def resumed_args(parser, args):
@@ -355,12 +349,10 @@ def resumed_args(parser, args):
     # Runs made before coarse to fine trained at one scale and recorded one step count.
     resumed.scales = config.get('scales', [1.0])
     recorded = config['iterations'] if isinstance(config['iterations'], list) else [config['iterations']]
-    resumed.iterations = iterations or recorded
-    if len(resumed.iterations) == 1:
-        resumed.iterations = resumed.iterations * len(resumed.scales)
-    if len(resumed.iterations) != len(resumed.scales):
-        parser.error(f"--iterations gives {len(resumed.iterations)} counts for the run's "
-                     f"{len(resumed.scales)} scales ({','.join(f'{scale:g}' for scale in resumed.scales)})")
+    try:
+        resumed.iterations = per_scale(iterations or recorded, resumed.scales, whose="the run's ")
+    except InputError as error:
+        parser.error(str(error))
     if min(resumed.iterations) < 1:
         parser.error("--iterations must be at least 1")
     resumed.save_every = config['save_every'] if args.save_every is None else args.save_every
