@@ -44,10 +44,11 @@ def measure(image, size, options, out, name):
     with utils.quiet_stderr():
         import synthesize
         import tensorflow as tf
+        import jobs
         import train
         import weights as vgg_weights
     args = train.parse_args(['--image', image, '--size', str(size)] + shlex.split(options))
-    job = train.texture_job(args)
+    job = jobs.texture_job(args)
     network_weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
     tf.config.experimental.enable_op_determinism()
     baseline_layers = train.parse_layers(BASELINE_LAYERS, 'mean')

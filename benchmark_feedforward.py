@@ -62,11 +62,12 @@ def optimise(image, size, output_size=None):
     with utils.quiet_stderr():
         import synthesize
         import tensorflow as tf
+        import jobs
         import train
         import weights as vgg_weights
     args = train.parse_args(['--image', image, '--size', str(size)]
                             + (['--output-size', str(output_size)] if output_size else []))
-    job = train.texture_job(args)
+    job = jobs.texture_job(args)
     network_weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
     tf.config.experimental.enable_op_determinism()
     started = time.perf_counter()
@@ -83,10 +84,11 @@ def train_generator(image, size, minutes, evaluate_every, target, options=()):
     (trainer, curve, seconds to target, network weights, source, the run's settings)."""
     with utils.quiet_stderr():
         import feedforward
+        import jobs
         import train
         import weights as vgg_weights
     args = train.parse_args(['--image', image, '--size', str(size), '--feed-forward', *options])
-    job = train.feedforward_job(args)
+    job = jobs.feedforward_job(args)
     network_weights = vgg_weights.load_weights(vgg_weights.resolve_weights_path())
     steps = feedforward.train(network_weights, job.objective, job.stages, args.batch_size, args.pooling,
                               args.precision, args.tileable, args.seed, args.learning_rate,
@@ -253,11 +255,12 @@ def main(argv=None):
                              '--iterations 3500,1000" (default: train.py --feed-forward\'s defaults)')
     parser.add_argument('--out', default=OUT, help='folder for feedforward.json and sheets (default: %(default)s)')
     args = parser.parse_args(argv)
+    import jobs
     import train
     try:  # a mistyped --train-options or image fails now, in one line, not after an optimisation
         train_options = shlex.split(args.train_options)
         for image in args.images:
-            train.feedforward_job(train.parse_args(['--image', image, '--size', str(args.size), '--feed-forward',
+            jobs.feedforward_job(train.parse_args(['--image', image, '--size', str(args.size), '--feed-forward',
                                                     *train_options]))
     except ValueError as error:
         parser.error(f'--train-options: {error}')

@@ -26,6 +26,7 @@ import time
 
 # No TensorFlow here, so --help and option errors answer at once: vgg_features loads it.
 import grading
+import jobs
 import report
 import train
 import utils
@@ -110,7 +111,7 @@ def parse_args(argv=None):
             if resolved.mode != 'texture':
                 parser.error('sweeps compare textures: --content/--style runs cannot be scored against a source')
             try:
-                (train.feedforward_job if resolved.feed_forward else train.texture_job)(resolved)
+                (jobs.feedforward_job if resolved.feed_forward else jobs.texture_job)(resolved)
             except InputError as error:
                 parser.error(f"{name}: {error}")
         args.passthrough = passthrough

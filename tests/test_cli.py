@@ -11,6 +11,7 @@ import pytest
 
 import api
 import compare
+import jobs
 import sample
 import train
 import utils
@@ -113,8 +114,8 @@ def test_every_readme_command_is_valid_as_written(command, tiny_weights_path, tm
     script, args = command[0], command[1:]
     if script == 'train.py':
         parsed = train.parse_args(args + ['--weights', tiny_weights_path])
-        (train.feedforward_job if parsed.feed_forward else
-         train.texture_job if parsed.mode == 'texture' else train.style_job)(parsed)
+        (jobs.feedforward_job if parsed.feed_forward else
+         jobs.texture_job if parsed.mode == 'texture' else jobs.style_job)(parsed)
     elif script == 'compare.py':
         globbed = [arg for arg in args if '*' not in arg and not arg.startswith('student_')]
         results = [arg for arg in globbed[2:] if not arg.startswith('-')] if '--source' in globbed else []
