@@ -483,18 +483,11 @@ def main(argv=None, stop=None):
 
 
 def cli(argv=None):
-    utils.report_crashes()
-    try:
-        with utils.stop_requests(after='this result') as stop:
-            return main(argv, stop)
-    except (InputError, vgg_weights.WeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("interrupted: finished results are kept; rerun the same command to resume"
-              if '--sweep' in ' '.join(argv if argv is not None else sys.argv) else
-              "interrupted: nothing written", file=sys.stderr)
-        return 130
-    return 2
+    sweep = '--sweep' in ' '.join(argv if argv is not None else sys.argv)  # --sweep=... too
+    return utils.command_line(
+        main, argv, after='this result', errors=(vgg_weights.WeightsError,),
+        interrupted="interrupted: finished results are kept; rerun the same command to resume" if sweep
+        else "interrupted: nothing written")
 
 
 if __name__ == '__main__':

@@ -110,16 +110,7 @@ def cli(argv=None):
     with quiet_stderr():
         import utils
         import weights as vgg_weights
-    utils.report_crashes()
-    try:
-        with utils.stop_requests(after='this sample') as stop:
-            return main(argv, stop)
-    except (InputError, vgg_weights.WeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 2
+    return utils.command_line(main, argv, after='this sample', errors=(vgg_weights.WeightsError,))
 
 
 if __name__ == '__main__':

@@ -544,20 +544,8 @@ class Progress:
 
 def cli(argv=None):
     """main() with every expected failure turned into one line and an exit code."""
-    utils.report_crashes()
-    try:
-        with utils.stop_requests() as stop:
-            return main(argv, stop)
-    except (InputError, vgg_weights.WeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-    except Exception as error:
-        if type(error).__name__ != 'ResourceExhaustedError':  # TensorFlow's; it is loaded by now
-            raise
-        print("error: out of memory at this size: try a smaller --output-size or --size", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 2
+    return utils.command_line(main, argv, errors=(vgg_weights.WeightsError,), by_name={
+        'ResourceExhaustedError': "out of memory at this size: try a smaller --output-size or --size"})
 
 
 if __name__ == '__main__':

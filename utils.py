@@ -376,6 +376,28 @@ def stop_requests(after='this step'):
         os.close(terminal)
 
 
+
+def command_line(main, argv=None, after='this step', interrupted='interrupted', errors=(), by_name=None):
+    """`main(argv, stop)` as a command (stop: stop_requests' event): its exit code, and every
+    expected failure one line on stderr, not a traceback. InputError and `errors` exit 2, as
+    a bad option does; so do exceptions whose type name `by_name` maps to their line (types
+    of modules that may not be loaded yet: TensorFlow's). Ctrl-C or SIGTERM that ends the
+    run before its steps: `interrupted` and 130."""
+    report_crashes()
+    try:
+        with stop_requests(after) as stop:
+            return main(argv, stop)
+    except (InputError, *errors) as error:
+        print(f"error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
+    except Exception as error:
+        if type(error).__name__ not in (by_name or {}):
+            raise
+        print(f"error: {by_name[type(error).__name__]}", file=sys.stderr)
+    return 2
+
 class quiet_stderr:
     """Send file descriptor 2 to a temporary file for a while (TensorFlow's C++ logs).
 

@@ -188,3 +188,30 @@ print(matplotlib.get_backend(), len(plt.get_fignums()))
     assert done.stdout.split() == ['svg', '0']
     for name in ('loss.png', 'curves.png'):
         assert utils.load_image(str(tmp_path / name)).shape[:2] == (450, 700)
+
+
+class SomeLibraryError(Exception):
+    """Stands in for an error of a module loaded late (TensorFlow's ResourceExhaustedError)."""
+
+
+def test_command_line_turns_expected_failures_into_one_line_and_an_exit_code(capsys):
+    def failing(error):
+        def main(argv, stop):
+            assert not stop.is_set() and argv == ['--x']
+            raise error
+        return main
+
+    assert utils.command_line(lambda argv, stop: 7, ['--x']) == 7  # main's own code passes through
+    cases = [(utils.InputError('no such image'), {}, 2, 'error: no such image'),
+             (LookupError('weights missing'), {}, 2, 'error: weights missing'),       # one of `errors`
+             (SomeLibraryError('OOM when allocating'), {'SomeLibraryError': 'out of memory'}, 2, 'error: out of memory'),
+             (KeyboardInterrupt(), {}, 130, 'stopped early')]
+    for error, by_name, code, line in cases:
+        assert utils.command_line(failing(error), ['--x'], interrupted='stopped early', errors=(LookupError,),
+                                  by_name=by_name) == code
+        assert capsys.readouterr().err.strip().splitlines() == [line]
+    # Anything else is a bug: its traceback is what the user must report.
+    with pytest.raises(SomeLibraryError):
+        utils.command_line(failing(SomeLibraryError('a bug')), ['--x'], by_name={'OtherError': 'no'})
+    with pytest.raises(ValueError):
+        utils.command_line(failing(ValueError('a bug')), ['--x'])
