@@ -141,7 +141,8 @@ def per_scale(iterations, scales, whose=''):
     if len(iterations) == 1:
         return iterations * len(scales)
     if len(iterations) != len(scales):
-        raise InputError(f"--iterations gives {len(iterations)} counts for {whose}{len(scales)} scales "
+        raise InputError(f"--iterations gives {len(iterations)} counts for {whose}{len(scales)} "
+                         f"scale{'s' if len(scales) > 1 else ''} "
                          f"({','.join(f'{scale:g}' for scale in scales)})")
     return iterations
 

@@ -391,7 +391,7 @@ def test_sample_py_writes_the_same_images_for_the_same_seed(trained_run, tmp_pat
 FEED_FORWARD_BAD_INPUTS = [
     (['--feed-forward', '--optimizer', 'adam'], '--optimizer does not go with --feed-forward'),
     (['--feed-forward', '--init', 'uniform'], '--init does not go with --feed-forward'),
-    (['--feed-forward', '--iterations', '10,20,30'], '--iterations gives 3 counts for 1 scales'),
+    (['--feed-forward', '--iterations', '10,20,30'], '--iterations gives 3 counts for 1 scale (1)'),
     (['--feed-forward', '--scales', '0.5,1', '--output-size', '48'], 'the training samples at --scales 0.5 are 24x24 px, too small'),
     (['--feed-forward', '--scales', '1,0.5'], '--scales must rise to 1'),
     (['--feed-forward', '--batch-size', '0'], '--batch-size must be at least 1'),
