@@ -31,7 +31,6 @@ def texture_source(args):
 
 def texture_job(args):
     """What a texture run optimises, shows and records."""
-    import synthesize
     image_path = find_image(args.image)
     output_shape = tuple(args.output_shape or utils.image_shape(image_path, args.size))
     if args.output_shape:
@@ -40,6 +39,8 @@ def texture_job(args):
     check_size(output_shape, args.layer_weights, '--output-size')
     resolve_schedule(args, [source.shape[:2]], output_shape)
     check_scales(args, [source.shape[:2]], output_shape)
+    with utils.quiet_stderr():  # TensorFlow, after the checks: a bad option is one line at once
+        import synthesize
     return types.SimpleNamespace(
         objective=synthesize.Objective.texture(source, args.layer_weights, args.loss, args.swd_weight),
         output_shape=output_shape,
@@ -51,9 +52,10 @@ def texture_job(args):
 
 def feedforward_job(args):
     """What a feed-forward run trains, shows and records; with --resume, where it left off."""
-    import feedforward
     import runs
-    import synthesize
+    with utils.quiet_stderr():  # TensorFlow's start-up chatter
+        import feedforward
+        import synthesize
     output_shape = tuple(args.output_shape or utils.image_shape(find_image(args.image), args.size))
     check_size(output_shape, args.layer_weights, '--output-size')
     feedforward.check_sample_size(output_shape, args.tileable)
@@ -87,7 +89,6 @@ def feedforward_job(args):
 def style_job(args):
     """What a style-transfer run optimises, shows and records."""
     import colour
-    import synthesize
     content_path = find_image(args.content)
     content_size = min(args.size, *utils.image_shape(content_path))  # never enlarged
     check_memory(utils.image_shape(content_path, content_size), args.loss, args.precision,
@@ -115,6 +116,8 @@ def style_job(args):
     resolve_schedule(args, [style.shape[:2] for style in styles], output_shape)
     check_scales(args, [style.shape[:2] for style in styles], output_shape)
     check_memory(output_shape, args.loss, args.precision, every_layer, '--size')
+    with utils.quiet_stderr():  # TensorFlow, after the checks
+        import synthesize
     objective = synthesize.Objective(
         styles, args.layer_weights, args.blend, args.style_weight, content, args.content_layer_weights,
         args.content_weight, args.tv_weight, args.loss, args.swd_weight)

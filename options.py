@@ -4,9 +4,12 @@ iterations, precision) and memory they imply.
 Pure functions of the options and the image sizes, so compare.py and
 benchmark.py resolve settings exactly as train.py does, and no TensorFlow: the
 command lines check their options before loading it (only asking whether a GPU
-is there loads it).
+is there loads it, and only where a GPU driver is installed).
 """
+import glob
 import math
+import os
+import sys
 
 import layers
 from utils import InputError, quiet_stderr
@@ -113,10 +116,26 @@ def auto_precision():
 
 
 def gpu_visible():
-    """Whether TensorFlow sees a GPU (this loads TensorFlow)."""
+    """Whether TensorFlow sees a GPU (this loads TensorFlow, unless there can be none)."""
+    if gpu_unavailable_for_sure():
+        return False
     with quiet_stderr():
         import tensorflow as tf
         return bool(tf.config.list_physical_devices('GPU'))
+
+
+def gpu_device_paths():
+    """The device files a GPU driver makes on Linux: NVIDIA's, WSL2's, ROCm's."""
+    return glob.glob('/proc/driver/nvidia/gpus/*') + [path for path in ('/dev/dxg', '/dev/kfd')
+                                                       if os.path.exists(path)]
+
+
+def gpu_unavailable_for_sure():
+    """True when TensorFlow cannot see a GPU: on Linux with no GPU driver, or every device hidden by
+    CUDA_VISIBLE_DEVICES. Asking TensorFlow costs 3-5 s of loading it, before an option could be checked."""
+    if os.environ.get('CUDA_VISIBLE_DEVICES', None) in ('', '-1'):
+        return True
+    return sys.platform.startswith('linux') and not gpu_device_paths()
 
 
 def auto_scales(input_shapes, output_shape):

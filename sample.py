@@ -59,15 +59,15 @@ def parse_args(argv=None):
 
 def main(argv=None, stop=None):
     args = parse_args(argv)
-    with quiet_stderr():
-        import feedforward
-        import options
-        import runs
-        import utils
-    config = runs.read_config(args.run_dir)
+    import options
+    import runs
+    import utils
+    config = runs.read_config(args.run_dir)  # a mistyped folder: one line before TensorFlow loads
     if config.get('mode') != 'feed-forward':
         raise InputError(f"{args.run_dir} is a {config.get('mode')} run, not a generator: "
                          "train one with train.py --feed-forward")
+    with quiet_stderr():
+        import feedforward
     state, meta = feedforward.load_checkpoint(os.path.join(args.run_dir, feedforward.CHECKPOINT_NAME))
     feedforward.check_sample_size(args.shape, meta.get('tileable', False))
     needed, available = feedforward.sample_memory_gb(args.shape), options.available_memory_gb()

@@ -23,7 +23,7 @@ import time
 import types
 
 # Only modules without TensorFlow here: --help and a mistyped option answer at once. The rest
-# is imported where it is used, after load_tensorflow() (main) has loaded it quietly.
+# is imported where it is used, quietly, once the options and the images' sizes are checked.
 import jobs
 import layers
 import utils
@@ -435,7 +435,6 @@ def run(argv=None, stop=None):
     or None), .history (the rows of history.csv) and .config (config.json's contents).
     """
     args = parse_args(argv)
-    tf = load_tensorflow()
     from tqdm.auto import tqdm  # a widget in Jupyter, the text bar in a terminal
 
     import runs
@@ -445,6 +444,7 @@ def run(argv=None, stop=None):
     else:
         job = jobs.texture_job(args) if args.mode == 'texture' else jobs.style_job(args)
         jobs.attach_optimisation(job, args)
+    tf = load_tensorflow()  # loaded by the job (after its checks) or here, quietly either way
     weights_path = vgg_weights.resolve_weights_path(args.weights, log=lambda m: print(m, file=sys.stderr))
     network_weights = vgg_weights.load_weights(weights_path, args.allow_pickle)
     if stop is not None and stop.is_set():  # Ctrl-C while TensorFlow and the images loaded: no run folder yet

@@ -60,3 +60,22 @@ def test_on_a_gpu_tensorflow_reports_its_own_out_of_memory(monkeypatch):
     monkeypatch.setattr(options, 'available_memory_gb', lambda: 6.0)
     monkeypatch.setattr(options, 'gpu_visible', lambda: True)
     options.check_memory((4096, 4096), 'gram', 'float32', DEFAULT, '--output-size')
+
+
+@pytest.mark.parametrize('devices, visible, expected', [
+    ([], '0', False),                                      # no GPU driver: TensorFlow cannot see one
+    (['/proc/driver/nvidia/gpus/0000:01:00.0'], '0', None),  # a driver: only TensorFlow can tell
+    (['/dev/dxg'], None, None),                            # WSL2's GPU
+    (['/dev/kfd'], None, None),                            # ROCm
+    (['/proc/driver/nvidia/gpus/0000:01:00.0'], '', False),  # hidden by CUDA_VISIBLE_DEVICES
+    (['/proc/driver/nvidia/gpus/0000:01:00.0'], '-1', False),
+])
+def test_no_gpu_is_known_without_loading_tensorflow(monkeypatch, devices, visible, expected):
+    # Loading TensorFlow to ask costs seconds before an option error could be shown.
+    monkeypatch.setattr(options.sys, 'platform', 'linux')
+    monkeypatch.setattr(options, 'gpu_device_paths', lambda: devices)
+    if visible is None:
+        monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+    else:
+        monkeypatch.setenv('CUDA_VISIBLE_DEVICES', visible)
+    assert options.gpu_unavailable_for_sure() is (expected is False)
