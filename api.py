@@ -14,6 +14,7 @@ returns what was made, with .status 'interrupted'.
 """
 import os
 
+import generator_design
 import train
 import utils
 
@@ -42,8 +43,8 @@ def sample(run_dir, seed=0, size=1024):
     with utils.quiet_stderr():
         import feedforward
     shape = (size, size) if isinstance(size, int) else tuple(size)
-    state, meta = _checked(lambda: feedforward.load_checkpoint(os.path.join(run_dir, feedforward.CHECKPOINT_NAME)))
-    _checked(lambda: feedforward.check_sample_size(shape, meta.get('tileable', False)))
+    state, meta = _checked(lambda: generator_design.load_checkpoint(os.path.join(run_dir, generator_design.CHECKPOINT_NAME)))
+    _checked(lambda: generator_design.check_sample_size(shape, meta.get('tileable', False)))
     with utils.quiet_stderr():
         sampler = feedforward.Sampler(state)
     try:

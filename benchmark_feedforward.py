@@ -29,6 +29,7 @@ import shlex
 import subprocess
 import time
 
+import generator_design
 import utils
 
 IMAGES = ('texture1.jpg', 'texture2.jpg', 'texture3.jpg', 'texture4.jpg')
@@ -81,7 +82,7 @@ def optimise(image, size, output_size=None):
 
 def train_generator(image, size, minutes, evaluate_every, target, options=()):
     """train.py --feed-forward's defaults, its steps or `minutes` of training, whichever ends first:
-    (trainer, curve, seconds to target, network weights, source, the run's settings)."""
+    (trainer, curve, seconds to target, network weights, source, the run's settings, its config.json)."""
     with utils.quiet_stderr():
         import feedforward
         import jobs
@@ -112,7 +113,8 @@ def train_generator(image, size, minutes, evaluate_every, target, options=()):
     settings = {'batch_size': args.batch_size, 'training_shape': list(job.output_shape),
                 'stages': [[scale, iterations, list(shape)] for scale, iterations, shape in job.stages],
                 'learning_rate': args.learning_rate, 'precision': args.precision}
-    return trainer, curve, reached, network_weights, source, settings
+    config = {**train.settings(args), **job.config, 'status': 'finished', 'iterations_done': trainer.steps_done}
+    return trainer, curve, reached, network_weights, source, settings, config
 
 
 def samples_of(state, seeds, shape):
@@ -125,15 +127,18 @@ def samples_of(state, seeds, shape):
 
 
 def diversity(network_weights, samples, source, layer='conv3_1'):
-    """Mean pairwise feature distance of CROP px sample corners over that of CROP px source crops."""
+    """Mean pairwise feature distance of sample corners over that of the source's four corner crops,
+    CROP px, or half the source's shorter side where that is less (four crops of a 128 px source at
+    128 px would be one crop four times); NaN for a source whose crops do not differ (a flat image)."""
     import grading
     import scores
-    crops = [source[top:top + CROP, left:left + CROP] for top in (0, source.shape[0] - CROP)
-             for left in (0, source.shape[1] - CROP)]
-    features = grading.vgg_features(network_weights, [s[:CROP, :CROP] for s in samples] + crops, [layer])
+    side = min(CROP, min(source.shape[:2]) // 2)
+    crops = [source[top:top + side, left:left + side] for top in (0, source.shape[0] - side)
+             for left in (0, source.shape[1] - side)]
+    features = grading.vgg_features(network_weights, [s[:side, :side] for s in samples] + crops, [layer])
     among_samples = scores.pairwise_distance([f[layer] for f in features[:len(samples)]])
     among_crops = scores.pairwise_distance([f[layer] for f in features[len(samples):]])
-    return among_samples / among_crops
+    return among_samples / among_crops if among_crops > 0 else float('nan')
 
 
 def sampling_speed(state, shape, count=3):
@@ -164,7 +169,6 @@ def sample_in_child(run_dir, side, out):
 
 
 def measure(image, args, optimise_large=False):
-    import feedforward
     import scores
     name = os.path.splitext(os.path.basename(image))[0]
     log(f"{name}: the optimisation's defaults")
@@ -176,14 +180,13 @@ def measure(image, args, optimise_large=False):
     optimised_swd = swd_scores(network_weights, [optimised], source)[0]
     target = TARGET_RATIO * optimised_swd
     log(f"  {optimise_seconds:.1f} s, SWD {optimised_swd:.1f}; training the generator for {args.minutes:g} min")
-    trainer, curve, reached, network_weights, source, settings = train_generator(
+    trainer, curve, reached, network_weights, source, settings, config = train_generator(
         image, args.size, args.minutes, args.evaluate_every, target, shlex.split(args.train_options))
     state = trainer.state()
     run_dir = os.path.join(args.out, f'{name}-generator')
     os.makedirs(run_dir, exist_ok=True)
-    feedforward.save_checkpoint(state, os.path.join(run_dir, feedforward.CHECKPOINT_NAME), {'tileable': False})
-    utils.save_json({'mode': 'feed-forward', 'image': os.path.abspath(utils.find_image(image)), 'size': args.size},
-                    os.path.join(run_dir, 'config.json'))
+    generator_design.save_checkpoint(state, os.path.join(run_dir, generator_design.CHECKPOINT_NAME), {'tileable': False})
+    utils.save_json(config, os.path.join(run_dir, 'config.json'))  # what sample.py reads, as train.py writes it
     trainer.close()
 
     samples = samples_of(state, FINAL_SEEDS, (args.size, args.size))

@@ -13,7 +13,6 @@ step draws a new batch of noise, from (seed, step), so a resumed run draws what
 the uninterrupted one would have. A checkpoint holds every variable of the
 training graph: the generator's weights, Adam's moments and the step.
 """
-import json
 import os
 import shutil
 
@@ -22,17 +21,15 @@ import utils  # noqa: F401  before TensorFlow: it turns oneDNN on where TensorFl
 import tensorflow as tf
 
 import generator
+import generator_design
 import synthesize
 import vgg16
 from options import GENERATOR_LEARNING_RATE
-from utils import InputError, atomic_write
+from utils import InputError
 
 # The last quarter of the last stage's steps at a fifth of the rate: Adam's steps then stop stirring
 # what the generator has learnt (texture1, 210 s of training at one size: SWD 114 against 119 without).
 FINE_TUNE_FROM, FINE_TUNE_FACTOR = 0.75, 0.2
-CHECKPOINT_FORMAT = 'texture-generator-1'
-CHECKPOINT_NAME = 'generator.npz'
-SAVEDMODEL_NAME = 'savedmodel'
 PREVIEW_SEEDS = (0, 1, 2, 3)  # the samples drawn into steps/ and comparison.png, the same at every step
 
 
@@ -55,7 +52,7 @@ class Trainer:
             self.step = tf.compat.v1.train.get_or_create_global_step()
             height, width = self.sample_shape
             noise = generator.noise_inputs(tf.stack([tf.constant(seed, tf.int64), self.step + 1]), batch_size,
-                                           *generator.canvas_shape(height, width))
+                                           *generator_design.canvas_shape(height, width))
             mean_colour = np.mean([image.reshape(-1, 3).mean(axis=0) for image in objective.style_images], axis=0)
             # The generator's convolutions in the VGG half's precision: bfloat16 took 809 steps where
             # float32 took 725 in 210 s, and ended lower (docs/feedforward.md). Samples are float32.
@@ -142,9 +139,11 @@ def fine_tune_step(stages):
 
 def _sample_graph(seed, height, width):
     """One sample [1, height, width, 3] for `seed` (an int64 scalar tensor): the network's canvas
-    (sides rounded up to generator.COARSEST), its top-left corner kept."""
-    canvas_height = (height + generator.COARSEST - 1) // generator.COARSEST * generator.COARSEST
-    canvas_width = (width + generator.COARSEST - 1) // generator.COARSEST * generator.COARSEST
+    (sides rounded up to generator_design.COARSEST), its top-left corner kept."""
+    # canvas_shape's rounding, on tensors: height and width are the SavedModel's inputs.
+    coarsest = generator_design.COARSEST
+    canvas_height = (height + coarsest - 1) // coarsest * coarsest
+    canvas_width = (width + coarsest - 1) // coarsest * coarsest
     noise = generator.noise_inputs(tf.stack([seed, tf.constant(0, tf.int64)]), 1, canvas_height, canvas_width)
     return generator.build(noise)[:, :height, :width]
 
@@ -235,66 +234,7 @@ class Sampler:
         self.session.close()
 
 
-# ---------------------------------------------------------------- checkpoints
-
-def save_checkpoint(state, path, settings):
-    """Every variable of `state`, and the settings that built it, to one .npz, written atomically."""
-    meta = {'format': CHECKPOINT_FORMAT, 'scales': generator.SCALES, 'channels': generator.CHANNELS, **settings}
-
-    def write(temporary):
-        with open(temporary, 'wb') as handle:
-            np.savez(handle, __meta__=np.array(json.dumps(meta)), **state)
-    return atomic_write(path, write)
-
-
-def load_checkpoint(path):
-    """(state, settings) from save_checkpoint's file; InputError, saying what is wrong, for a file
-    that is missing, truncated, not a checkpoint, or from another generator design."""
-    if not os.path.isfile(path):
-        raise InputError(f"no generator in {os.path.dirname(path) or '.'}: {os.path.basename(path)} not found "
-                         "(a run folder made by train.py --feed-forward has one)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            meta = json.loads(str(archive['__meta__']))
-            state = {name: archive[name] for name in archive.files if name != '__meta__'}
-    except Exception as error:  # a truncated zip, a foreign file: nothing in it can be trusted
-        raise InputError(f"cannot read the generator checkpoint {path}: it is damaged or not a checkpoint "
-                         f"({type(error).__name__}); rerun train.py --feed-forward") from None
-    if not isinstance(meta, dict) or meta.get('format') != CHECKPOINT_FORMAT:
-        raise InputError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    if (meta.get('scales'), meta.get('channels')) != (generator.SCALES, generator.CHANNELS):
-        raise InputError(f"{path} holds a generator of {meta.get('scales')} scales and {meta.get('channels')} "
-                         f"channels; this version builds {generator.SCALES} and {generator.CHANNELS}")
-    if not all(np.all(np.isfinite(value)) for value in state.values() if np.issubdtype(value.dtype, np.floating)):
-        raise InputError(f"{path} holds NaN or infinite weights: the training diverged")
-    return state, meta
-
-
-def sample_memory_gb(shape):
-    """About how many GB one sample of `shape` needs at its peak (measured: docs/feedforward.md)."""
-    canvas = generator.canvas_shape(*shape)
-    return SAMPLE_MEMORY_FIXED_GB + SAMPLE_MEMORY_PER_MEGAPIXEL_GB * canvas[0] * canvas[1] / 1e6
-
-
-# Peak memory of sampling: 1.3, 3.4 and 11.2 GB for 1024, 2048 and 4096 px (0.62-0.67 GB per
-# megapixel after a fixed part), rounded up.
-SAMPLE_MEMORY_FIXED_GB = 1.0
-SAMPLE_MEMORY_PER_MEGAPIXEL_GB = 0.75
-
-
 def preview_sheet(source, samples, labels=None):
     """[(image, label)] for a sheet: the source first, then the samples."""
     labels = labels or [f'seed {seed}' for seed in PREVIEW_SEEDS[:len(samples)]]
     return [(source, 'source')] + list(zip(samples, labels))
-
-
-def check_sample_size(shape, tileable):
-    """InputError for a sample too small for the coarsest noise, or not tileable when it must be."""
-    height, width = shape
-    if min(shape) < generator.COARSEST:
-        raise InputError(f"a sample of {width}x{height} px is too small for the generator: its coarsest noise "
-                         f"is 1/{generator.COARSEST} of the size, so each side needs at least {generator.COARSEST} px")
-    if tileable and (height % generator.COARSEST or width % generator.COARSEST):
-        near = lambda side: max(generator.COARSEST, round(side / generator.COARSEST) * generator.COARSEST)  # noqa: E731
-        raise InputError(f"this generator was trained --tileable: samples tile when their sides are multiples "
-                         f"of {generator.COARSEST}, and {width}x{height} is not (try {near(width)}x{near(height)})")

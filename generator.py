@@ -23,20 +23,13 @@ import utils  # noqa: F401  before TensorFlow: it turns oneDNN on where TensorFl
 import tensorflow as tf
 
 import vgg16
+# The numbers a checkpoint records: TensorFlow-free, so sizes and checkpoints are checked before it loads.
+from generator_design import CHANNELS, SCALES
 
-SCALES = 6                      # noise at 1/1 ... 1/32 of the output size (Ulyanov et al. 2016)
-COARSEST = 2 ** (SCALES - 1)    # sides of the network's canvas are multiples of this
-CHANNELS = 8                    # per scale; the join at scale k has 8 * (k + 1)
 NOISE_CHANNELS = 3
 LEAK = 0.01                     # LeakyReLU slope, as texture_nets (Torch's default)
 EPSILON = 1e-5                  # instance normalisation's variance floor
 SCOPE = 'generator'
-
-
-def canvas_shape(height, width):
-    """The network's canvas for an output of height x width: each side rounded up to COARSEST.
-    An output of another size is the canvas' top-left corner."""
-    return tuple(COARSEST * math.ceil(side / COARSEST) for side in (height, width))
 
 
 def noise_inputs(seed, batch, height, width):

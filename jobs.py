@@ -12,6 +12,7 @@ happens here, before anything large is made, so a bad input is one line and no f
 import os
 import types
 
+import generator_design
 import layers
 import utils
 from options import check_memory, check_scales, check_size, resolve_schedule, stage_shapes
@@ -53,36 +54,36 @@ def texture_job(args):
 def feedforward_job(args):
     """What a feed-forward run trains, shows and records; with --resume, where it left off."""
     import runs
-    with utils.quiet_stderr():  # TensorFlow's start-up chatter
-        import feedforward
-        import synthesize
     output_shape = tuple(args.output_shape or utils.image_shape(find_image(args.image), args.size))
     check_size(output_shape, args.layer_weights, '--output-size')
-    feedforward.check_sample_size(output_shape, args.tileable)
+    generator_design.check_sample_size(output_shape, args.tileable)
     check_memory(output_shape, args.loss, args.precision, args.layer_weights, '--output-size',
                  batch=args.batch_size, feed_forward=True)
     # Each stage's samples: a fraction of the output, tileable ones on the generator's grid.
-    shapes = stage_shapes(output_shape, args.scales, feedforward.generator.COARSEST if args.tileable else 1)
+    shapes = stage_shapes(output_shape, args.scales, generator_design.COARSEST if args.tileable else 1)
     for scale, shape in zip(args.scales, shapes):
         what = f'the training samples at --scales {scale:g}'
         check_size(shape, args.layer_weights, what)
-        if min(shape) < feedforward.generator.COARSEST:
+        if min(shape) < generator_design.COARSEST:
             raise InputError(f"{what} are {shape[1]}x{shape[0]} px, too small for the generator: each side needs "
-                             f"at least {feedforward.generator.COARSEST} px (a larger scale or --output-size)")
+                             f"at least {generator_design.COARSEST} px (a larger scale or --output-size)")
     image_path, source = texture_source(args)
-    job = types.SimpleNamespace(
-        objective=synthesize.Objective.texture(source, args.layer_weights, args.loss, args.swd_weight),
-        output_shape=output_shape, stem=stem_of(image_path), source=source, state=None, history=[],
-        stages=list(zip(args.scales, args.iterations, shapes)),
-        config={'image': os.path.abspath(image_path), 'source_shape': list(source.shape[:2]),
-                'output_shape': list(output_shape)})
+    state, history = None, []
     if getattr(args, 'run_dir', None):  # --resume
-        job.state, meta = feedforward.load_checkpoint(os.path.join(args.run_dir, feedforward.CHECKPOINT_NAME))
-        job.history = runs.read_history(args.run_dir)
-        done = int(job.state.get('global_step', 0))
+        state, _ = generator_design.load_checkpoint(os.path.join(args.run_dir, generator_design.CHECKPOINT_NAME))
+        history = runs.read_history(args.run_dir)
+        done = int(state.get('global_step', 0))
         if sum(args.iterations) <= done:
             raise InputError(f"{args.run_dir} has trained {done} steps already: give --iterations "
                              f"that add up to more than {done} to train on")
+    with utils.quiet_stderr():  # TensorFlow, after the checks
+        import synthesize
+    job = types.SimpleNamespace(
+        objective=synthesize.Objective.texture(source, args.layer_weights, args.loss, args.swd_weight),
+        output_shape=output_shape, stem=stem_of(image_path), source=source, state=state, history=history,
+        stages=list(zip(args.scales, args.iterations, shapes)),
+        config={'image': os.path.abspath(image_path), 'source_shape': list(source.shape[:2]),
+                'output_shape': list(output_shape)})
     return job
 
 

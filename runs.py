@@ -20,9 +20,12 @@ import sys
 
 import numpy as np
 
+import generator_design
+import layers
 import utils
 
 import weights as vgg_weights
+from options import PRECISIONS, STYLE_LOSSES
 from utils import InputError, quiet_stderr
 
 
@@ -126,6 +129,60 @@ def read_config(run_dir):
     return config
 
 
+def _whole(value, least):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _layer_weights(value):
+    try:
+        return isinstance(value, dict) and layers.check_layer_weights(value) is None
+    except (TypeError, ValueError):
+        return False
+
+
+# What a generator's run folder must record for sample.py and train.py --resume, as written by
+# train.py: a config.json edited by hand or from another version fails here, with its key named,
+# not as a KeyError or a wrong image later.
+GENERATOR_SETTINGS = {
+    'image': lambda v: isinstance(v, str),
+    'size': lambda v: _whole(v, 1),
+    'output_shape': lambda v: isinstance(v, list) and len(v) == 2 and all(_whole(side, 1) for side in v),
+    'layer_weights': _layer_weights,
+    'weighting': lambda v: isinstance(v, str),
+    'loss': lambda v: v in STYLE_LOSSES,
+    'swd_weight': lambda v: v is None or _positive(v),
+    'pooling': lambda v: v in layers.POOLINGS,
+    'precision': lambda v: v in PRECISIONS,
+    'tileable': lambda v: isinstance(v, bool),
+    'seed': lambda v: _whole(v, 0),
+    'batch_size': lambda v: _whole(v, 1),
+    'learning_rate': _positive,
+    'iterations': lambda v: _whole(v, 1) or (isinstance(v, list) and v and all(_whole(n, 1) for n in v)),
+    'save_every': lambda v: _whole(v, 0),
+}
+
+
+def read_generator_config(run_dir):
+    """A feed-forward run's config.json, every setting a generator needs checked; InputError otherwise."""
+    config = read_config(run_dir)
+    if config.get('mode') != 'feed-forward':
+        raise InputError(f"{run_dir} is a {config.get('mode')} run, not a generator: "
+                         "train one with train.py --feed-forward")
+    for key, valid in GENERATOR_SETTINGS.items():
+        if key not in config or not valid(config[key]):
+            found = 'has none' if key not in config else f'has {json.dumps(config[key])[:40]}'
+            raise InputError(f"{os.path.join(run_dir, 'config.json')} is damaged: its {key!r} {found} "
+                             "(train.py writes it; rerun train.py --feed-forward)")
+    scales = config.get('scales', [1.0])  # runs made before coarse to fine trained at one scale
+    if not (isinstance(scales, list) and scales and all(_positive(scale) and scale <= 1 for scale in scales)):
+        raise InputError(f"{os.path.join(run_dir, 'config.json')} is damaged: its 'scales' has {scales}")
+    return {**config, 'scales': scales}
+
+
 def read_history(run_dir):
     """history.csv's rows as numbers ('' where a step has no value: NaN); InputError if damaged."""
     path = os.path.join(run_dir, 'history.csv')
@@ -144,7 +201,7 @@ def save_generator_step(run_dir, step, trainer, history, source, checkpoint_sett
     """A feed-forward run's checkpoint, a sheet of its preview samples, and the history so far."""
     import feedforward  # TensorFlow: loaded by now, not at import (train.py --help)
     state = trainer.state()
-    feedforward.save_checkpoint(state, os.path.join(run_dir, feedforward.CHECKPOINT_NAME), checkpoint_settings)
+    generator_design.save_checkpoint(state, os.path.join(run_dir, generator_design.CHECKPOINT_NAME), checkpoint_settings)
     images, labels = zip(*feedforward.preview_sheet(source, trainer.samples()))
     utils.save_side_by_side(images, labels, os.path.join(run_dir, 'steps', f'step_{step:05d}.png'))
     utils.save_csv(history, os.path.join(run_dir, 'history.csv'))
@@ -168,15 +225,15 @@ def finish_generator(run_dir, trainer, source, history, config, status, iteratio
         trainer.close()
         config.update(status=status, iterations_done=history[-1]['step'])
         utils.save_json(config, os.path.join(run_dir, 'config.json'))
-        kept = os.path.isfile(os.path.join(run_dir, feedforward.CHECKPOINT_NAME))
+        kept = os.path.isfile(os.path.join(run_dir, generator_design.CHECKPOINT_NAME))
         print(f"{status}; {'the last checkpoint is kept' if kept else 'no checkpoint was saved'} in {run_dir}",
               file=sys.stderr)
         return status
-    checkpoint = feedforward.save_checkpoint(state, os.path.join(run_dir, feedforward.CHECKPOINT_NAME),
+    checkpoint = generator_design.save_checkpoint(state, os.path.join(run_dir, generator_design.CHECKPOINT_NAME),
                                              checkpoint_settings)
     sampler = feedforward.Sampler(state)
     try:
-        sampler.export(os.path.join(run_dir, feedforward.SAVEDMODEL_NAME))
+        sampler.export(os.path.join(run_dir, generator_design.SAVEDMODEL_NAME))
         result = sampler.sample(0, tuple(config['output_shape']))
         parameters = sampler.parameters
     finally:

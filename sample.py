@@ -59,18 +59,16 @@ def parse_args(argv=None):
 
 def main(argv=None, stop=None):
     args = parse_args(argv)
+    # Every check before TensorFlow loads (3-5 s): a mistyped folder, a damaged checkpoint or a size
+    # the generator cannot make is one line at once.
+    import generator_design
     import options
     import runs
     import utils
-    config = runs.read_config(args.run_dir)  # a mistyped folder: one line before TensorFlow loads
-    if config.get('mode') != 'feed-forward':
-        raise InputError(f"{args.run_dir} is a {config.get('mode')} run, not a generator: "
-                         "train one with train.py --feed-forward")
-    with quiet_stderr():
-        import feedforward
-    state, meta = feedforward.load_checkpoint(os.path.join(args.run_dir, feedforward.CHECKPOINT_NAME))
-    feedforward.check_sample_size(args.shape, meta.get('tileable', False))
-    needed, available = feedforward.sample_memory_gb(args.shape), options.available_memory_gb()
+    config = runs.read_generator_config(args.run_dir)
+    state, meta = generator_design.load_checkpoint(os.path.join(args.run_dir, generator_design.CHECKPOINT_NAME))
+    generator_design.check_sample_size(args.shape, meta.get('tileable', False))
+    needed, available = generator_design.sample_memory_gb(args.shape), options.available_memory_gb()
     if available is not None and needed > available:
         raise InputError(f"a sample of {args.shape[1]}x{args.shape[0]} px needs about {needed:.1f} GB of memory "
                          f"and {available:.1f} GB is free: try a smaller --output-size")
@@ -79,6 +77,7 @@ def main(argv=None, stop=None):
     except OSError as error:
         raise InputError(f"cannot write to --out {args.out}: {error.strerror or error}") from None
     with quiet_stderr():
+        import feedforward
         sampler = feedforward.Sampler(state)
     height, width = args.shape
     written, images = [], []

@@ -24,6 +24,7 @@ import types
 
 # Only modules without TensorFlow here: --help and a mistyped option answer at once. The rest
 # is imported where it is used, quietly, once the options and the images' sizes are checked.
+import generator_design
 import jobs
 import layers
 import utils
@@ -341,9 +342,7 @@ def resumed_args(parser, args):
     if wrong:
         parser.error(f"--resume continues a run with its own settings: --{wrong[0].replace('_', '-')} "
                      "cannot be changed (only --iterations, --save-every, --weights)")
-    config = read_config(args.resume)
-    if config.get('mode') != 'feed-forward':
-        parser.error(f"--resume continues feed-forward runs; {args.resume} is a {config.get('mode')} run")
+    config = read_generator_config(args.resume)
     try:
         iterations = parse_numbers(args.iterations, '--iterations', int) if args.iterations else None
     except ValueError as error:
@@ -352,7 +351,7 @@ def resumed_args(parser, args):
     resumed.feed_forward, resumed.mode, resumed.run_dir = True, 'texture', args.resume
     resumed.output_shape = tuple(config['output_shape'])
     # Runs made before coarse to fine trained at one scale and recorded one step count.
-    resumed.scales = config.get('scales', [1.0])
+    resumed.scales = config['scales']
     recorded = config['iterations'] if isinstance(config['iterations'], list) else [config['iterations']]
     try:
         resumed.iterations = per_scale(iterations or recorded, resumed.scales, whose="the run's ")
@@ -384,7 +383,7 @@ def settings(args):
                 'layer_weights': args.layer_weights, 'weighting': args.weighting, 'pooling': args.pooling,
                 'seed': args.seed, 'save_every': args.save_every,
                 'generator': {'design': 'multi-scale (Ulyanov et al. 2016), instance normalisation',
-                              'scales': feedforward.generator.SCALES, 'channels': feedforward.generator.CHANNELS,
+                              'scales': generator_design.SCALES, 'channels': generator_design.CHANNELS,
                               'padding': 'circular', 'optimizer': 'adam',
                               'learning_rate_drop': {'after': f'{feedforward.FINE_TUNE_FROM:g} of the last scale',
                                                      'factor': feedforward.FINE_TUNE_FACTOR},
@@ -418,9 +417,9 @@ def load_tensorflow():
     return tf
 
 
-def read_config(run_dir):
+def read_generator_config(run_dir):
     import runs
-    return runs.read_config(run_dir)
+    return runs.read_generator_config(run_dir)
 
 
 def main(argv=None, stop=None):

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny VGG16 stand-in, real weights when present, TF graph mode."""
 import importlib
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -15,6 +16,20 @@ from vgg16 import CONV_LAYERS  # noqa: E402
 
 # Narrow widths with VGG16's layout: the whole network runs in milliseconds.
 TINY_WIDTHS = {'1': 4, '2': 6, '3': 8, '4': 8, '5': 8}
+
+
+def run_without_tensorflow(tmp_path, args, timeout=120):
+    """(result, whether TensorFlow was imported) of `python *args` in the project: a stand-in
+    tensorflow package, first on the path, notes its import in a file and fails. For the paths that
+    must answer before TensorFlow loads (3-5 s); -X importtime cannot tell, as TensorFlow is
+    imported under quiet_stderr, which hides its lines too."""
+    package, marker = tmp_path / 'stand-in' / 'tensorflow', tmp_path / 'tensorflow-imported'
+    package.mkdir(parents=True, exist_ok=True)
+    (package / '__init__.py').write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                         "raise ImportError('the stand-in tensorflow')\n")
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, 'PYTHONPATH': str(package.parent)})
+    return result, marker.exists()
 
 
 def make_tiny_weights(seed=0):

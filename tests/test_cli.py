@@ -15,7 +15,7 @@ import jobs
 import sample
 import train
 import utils
-from conftest import ROOT
+from conftest import ROOT, run_without_tensorflow
 
 SCRIPTS = ('train.py', 'compare.py', 'sample.py', 'benchmark.py', 'benchmark_feedforward.py', 'weights.py')
 
@@ -23,17 +23,6 @@ SCRIPTS = ('train.py', 'compare.py', 'sample.py', 'benchmark.py', 'benchmark_fee
 def run_python(args, timeout=120, env=None):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
-
-
-def run_without_tensorflow(tmp_path, args):
-    """(result, whether TensorFlow was imported): a stand-in package that notes its import in a file.
-    (TensorFlow is imported under quiet_stderr, which hides -X importtime's lines too.)"""
-    package, marker = tmp_path / 'stand-in' / 'tensorflow', tmp_path / 'tensorflow-imported'
-    package.mkdir(parents=True)
-    (package / '__init__.py').write_text(f"open({str(marker)!r}, 'w').close()\n"
-                                         "raise ImportError('the stand-in tensorflow')\n")
-    result = run_python(args, env={'PYTHONPATH': str(package.parent)})
-    return result, marker.exists()
 
 
 @pytest.mark.parametrize('script', SCRIPTS)

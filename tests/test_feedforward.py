@@ -14,10 +14,11 @@ from PIL import Image
 
 import feedforward
 import generator
+import generator_design
 import losses
 import synthesize
 import train
-from conftest import ROOT, real_weights_path
+from conftest import ROOT, real_weights_path, run_without_tensorflow
 from utils import InputError, load_image
 
 SOURCE = load_image(os.path.join(ROOT, 'images', 'texture1.jpg'), 48)
@@ -189,10 +190,10 @@ def test_checkpoint_round_trip_resumes_exactly(tiny_weights, tmp_path):
 
     first = feedforward.Trainer(tiny_weights, OBJECTIVE, (32, 32), batch_size=2)
     adam_steps(first, 3)
-    path = feedforward.save_checkpoint(first.state(), str(tmp_path / 'generator.npz'), {'tileable': False})
+    path = generator_design.save_checkpoint(first.state(), str(tmp_path / 'generator.npz'), {'tileable': False})
     first.close()
-    state, meta = feedforward.load_checkpoint(path)
-    assert meta['format'] == feedforward.CHECKPOINT_FORMAT and int(state['global_step']) == 3
+    state, meta = generator_design.load_checkpoint(path)
+    assert meta['format'] == generator_design.CHECKPOINT_FORMAT and int(state['global_step']) == 3
     assert any(name.endswith('/Adam') for name in state) and 'beta1_power' in state
     resumed = feedforward.Trainer(tiny_weights, OBJECTIVE, (32, 32), batch_size=2, state=state)
     resumed_losses = adam_steps(resumed, 6)
@@ -276,7 +277,7 @@ def test_a_checkpoint_of_another_shape_is_refused(tiny_weights):
 @pytest.mark.parametrize('damage', ['truncated', 'garbage', 'not a checkpoint', 'nan'])
 def test_damaged_checkpoints_are_one_clear_error(tmp_path, damage):
     path = str(tmp_path / 'generator.npz')
-    feedforward.save_checkpoint(random_state(), path, {'tileable': False})
+    generator_design.save_checkpoint(random_state(), path, {'tileable': False})
     data = open(path, 'rb').read()
     if damage == 'truncated':
         open(path, 'wb').write(data[:len(data) // 2])
@@ -287,17 +288,17 @@ def test_damaged_checkpoints_are_one_clear_error(tmp_path, damage):
     else:
         state = random_state()
         state['generator/rgb/bias'][0] = np.nan
-        feedforward.save_checkpoint(state, path, {'tileable': False})
+        generator_design.save_checkpoint(state, path, {'tileable': False})
     with pytest.raises(InputError):
-        feedforward.load_checkpoint(path)
+        generator_design.load_checkpoint(path)
 
 
 def test_sample_sizes_are_checked():
     with pytest.raises(InputError, match='at least 32 px'):
-        feedforward.check_sample_size((16, 64), tileable=False)
+        generator_design.check_sample_size((16, 64), tileable=False)
     with pytest.raises(InputError, match='try 96x64'):
-        feedforward.check_sample_size((64, 100), tileable=True)
-    feedforward.check_sample_size((64, 100), tileable=False)
+        generator_design.check_sample_size((64, 100), tileable=True)
+    generator_design.check_sample_size((64, 100), tileable=False)
 
 
 # ---------------------------------------------------------------- the SavedModel
@@ -417,40 +418,63 @@ def test_feed_forward_bad_input_is_one_line(tiny_weights_path, tmp_path, args, m
     assert not os.path.exists(tmp_path / 'runs') or not os.listdir(tmp_path / 'runs')
 
 
+def damaged_copies(trained_run, tmp_path):
+    """Copies of a run folder as a disk, a crash or a hand edit leaves them: {what: folder}."""
+    def copy(name, config=None, checkpoint=None):
+        folder = str(tmp_path / name)
+        shutil.copytree(trained_run, folder)
+        if config is not None:
+            recorded = json.load(open(os.path.join(folder, 'config.json')))
+            json.dump(config(recorded), open(os.path.join(folder, 'config.json'), 'w'))
+        if checkpoint is not None:
+            checkpoint(os.path.join(folder, 'generator.npz'))
+        return folder
+    return {
+        'pixel run': copy('pixels', config=lambda c: {'mode': 'texture'}),
+        'no generator': copy('empty', checkpoint=os.remove),
+        'truncated': copy('truncated', checkpoint=lambda path: open(path, 'r+b').truncate(os.path.getsize(path) // 3)),
+        'no layers': copy('no-layers', config=lambda c: {k: v for k, v in c.items() if k != 'layer_weights'}),
+        'batch as text': copy('text-batch', config=lambda c: {**c, 'batch_size': 'two'}),
+        'unknown layer': copy('bad-layer', config=lambda c: {**c, 'layer_weights': {'conv9_9': 1.0}}),
+        'scales above 1': copy('bad-scales', config=lambda c: {**c, 'scales': [2.0]}),
+    }
+
+
+DAMAGED_MESSAGES = {'pixel run': 'is a texture run, not a generator', 'no generator': 'generator.npz not found',
+                    'truncated': 'damaged or not a checkpoint', 'no layers': "its 'layer_weights' has none",
+                    'batch as text': "its 'batch_size' has \"two\"", 'unknown layer': "its 'layer_weights' has",
+                    'scales above 1': "its 'scales' has [2.0]"}
+
+
 def test_resume_bad_inputs(trained_run, tiny_weights_path, tmp_path):
-    pixel_run = str(tmp_path / 'pixels')
-    os.makedirs(pixel_run)
-    json.dump({'mode': 'texture'}, open(os.path.join(pixel_run, 'config.json'), 'w'))
+    """One line each, before TensorFlow loads (a stand-in tensorflow notes whether it was imported)."""
+    damaged = damaged_copies(trained_run, tmp_path)
     cases = [(['--resume', trained_run, '--batch-size', '2'], 'cannot be changed'),
              (['--resume', trained_run, '--iterations', '3,3'], 'has trained 6 steps already'),
              (['--resume', trained_run, '--iterations', '1,2,3'], "3 counts for the run's 2 scales"),
-             (['--resume', pixel_run], 'continues feed-forward runs')]
+             ] + [(['--resume', damaged[what]], message) for what, message in DAMAGED_MESSAGES.items()]
     for args, message in cases:
-        result = run_script('train.py', args + ['--weights', tiny_weights_path])
+        result, loaded = run_without_tensorflow(tmp_path, ['train.py', *args, '--weights', tiny_weights_path])
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert not loaded, args
 
 
 def test_sample_py_bad_inputs(trained_run, tmp_path):
-    no_generator = str(tmp_path / 'empty')
-    shutil.copytree(trained_run, no_generator)
-    os.remove(os.path.join(no_generator, 'generator.npz'))
-    truncated = str(tmp_path / 'truncated')
-    shutil.copytree(trained_run, truncated)
-    checkpoint = os.path.join(truncated, 'generator.npz')
-    open(checkpoint, 'r+b').truncate(os.path.getsize(checkpoint) // 3)
-    cases = [([no_generator], 'generator.npz not found'),
-             ([truncated], 'damaged or not a checkpoint'),
+    """One line each, nothing written, before TensorFlow loads."""
+    damaged = damaged_copies(trained_run, tmp_path)
+    cases = [([damaged[what]], message) for what, message in DAMAGED_MESSAGES.items()] + [
              ([trained_run, '--output-size', '16'], 'too small for the generator'),
              ([trained_run, '--output-size', '100000'], 'GB of memory'),
              ([trained_run, '--count', '0'], '--count must be at least 1'),
              ([trained_run, '--output-size', 'big'], '--output-size must look like'),
              ([str(tmp_path / 'nowhere')], 'is not a run folder')]
     for args, message in cases:
-        result = run_script('sample.py', args + ['--out', str(tmp_path / 'out')])
+        result, loaded = run_without_tensorflow(tmp_path, ['sample.py', *args, '--out', str(tmp_path / 'out')])
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+        assert not loaded, args
         assert not os.path.exists(tmp_path / 'out') or not os.listdir(tmp_path / 'out')
 
 
@@ -474,7 +498,7 @@ def test_a_stopped_training_saves_a_checkpoint_that_resumes(tiny_weights_path, t
     assert 'Traceback' not in err
     config = json.load(open(history))
     assert config['status'] == 'interrupted' and config['iterations_done'] > 0
-    state, _ = feedforward.load_checkpoint(os.path.join(out, 'gen', 'generator.npz'))
+    state, _ = generator_design.load_checkpoint(os.path.join(out, 'gen', 'generator.npz'))
     assert int(state['global_step']) == config['iterations_done']
     resumed = run_script('train.py', ['--resume', os.path.join(out, 'gen'), '--iterations',
                                       str(config['iterations_done'] + 2), '--weights', tiny_weights_path])
