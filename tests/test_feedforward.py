@@ -528,3 +528,16 @@ def test_real_weights_training_moves_the_samples_gram_loss_down_by_orders_of_mag
     after = np.mean([loss(image) for image in trained])
     graph.close()
     assert after < before / 100, (before, after)
+
+
+# ---------------------------------------------------------------- benchmark_feedforward's figures
+
+def test_the_diversity_figure_is_finite_for_a_small_source_and_nan_for_a_flat_one(tiny_weights):
+    """A source no larger than the crops once gave four identical crops and a division by zero."""
+    import benchmark_feedforward
+    rng = np.random.default_rng(0)
+    samples = [rng.random((64, 64, 3)).astype(np.float32) for _ in range(3)]
+    source = rng.random((64, 96, 3)).astype(np.float32)
+    spread = benchmark_feedforward.diversity(tiny_weights, samples, source)
+    assert np.isfinite(spread) and spread > 0
+    assert np.isnan(benchmark_feedforward.diversity(tiny_weights, samples, np.full((64, 64, 3), 0.5, np.float32)))
