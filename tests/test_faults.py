@@ -231,15 +231,21 @@ def test_a_nan_in_the_middle_keeps_the_last_finite_image(tiny_weights_path, tmp_
 
 # ---------------------------------------------------------------- full and read-only disks
 
-def test_a_full_disk_while_writing_the_result_is_one_line_and_a_true_status(tiny_weights_path, tmp_path,
-                                                                            monkeypatch, capsys):
+def disk_full_for(monkeypatch, name):
+    """Every atomic write (a temporary file, then os.replace) of a file called `name` fails as on a
+    full disk; the others go through."""
     replace = os.replace
 
     def full(source, destination):
-        if str(destination).endswith('result.png'):
+        if str(destination).endswith(name):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return replace(source, destination)
     monkeypatch.setattr(os, 'replace', full)
+
+
+def test_a_full_disk_while_writing_the_result_is_one_line_and_a_true_status(tiny_weights_path, tmp_path,
+                                                                            monkeypatch, capsys):
+    disk_full_for(monkeypatch, 'result.png')
     out = tmp_path / 'runs'
     code = train.cli(['--image', 'texture1.jpg', '--size', '32', '--iterations', '2', '--layers', 'conv1_1',
                       '--weights', tiny_weights_path, '--out', str(out), '--name', 'full'])
@@ -251,13 +257,7 @@ def test_a_full_disk_while_writing_the_result_is_one_line_and_a_true_status(tiny
 
 
 def test_a_full_disk_at_the_start_is_one_line(tiny_weights_path, tmp_path, monkeypatch, capsys):
-    replace = os.replace
-
-    def full(source, destination):
-        if str(destination).endswith('config.json'):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return replace(source, destination)
-    monkeypatch.setattr(os, 'replace', full)
+    disk_full_for(monkeypatch, 'config.json')
     code = train.cli(['--image', 'texture1.jpg', '--size', '32', '--iterations', '2', '--layers', 'conv1_1',
                       '--weights', tiny_weights_path, '--out', str(tmp_path / 'runs')])
     assert code == 2 and 'config.json: No space left on device' in capsys.readouterr().err
