@@ -14,6 +14,7 @@ returns what was made, with .status 'interrupted'.
 """
 import os
 
+import commandline
 import generator_design
 import train
 import utils
@@ -81,7 +82,7 @@ def _checked(call):
     import weights as vgg_weights
     try:
         return call()
-    except train.OptionError as error:
+    except commandline.OptionError as error:
         raise ValueError(error.line) from None
     except (utils.InputError, vgg_weights.WeightsError) as error:
         raise ValueError(str(error)) from None

@@ -29,6 +29,7 @@ import shlex
 import subprocess
 import time
 
+import commandline
 import utils
 
 IMAGES = ('texture1.jpg', 'texture2.jpg', 'texture3.jpg', 'texture4.jpg')
@@ -162,7 +163,7 @@ def run_all(images, sizes, variants, out):
     """
     rows = []
     try:
-        with utils.stop_requests(after='this run') as stop:
+        with commandline.stop_requests(after='this run') as stop:
             for size in sizes:
                 for image in images:
                     for variant, options in variants:
@@ -219,8 +220,7 @@ def report(rows, variants, out):
 
 
 def main(argv=None):
-    from train import OneLineErrors
-    parser = OneLineErrors(description=__doc__.split('\n')[0])
+    parser = commandline.OneLineErrors(description=__doc__.split('\n')[0])
     parser.add_argument('--images', nargs='+', default=list(IMAGES),
                         help='textures: file names in images/ or paths (default: %(default)s)')
     parser.add_argument('--sizes', type=int, nargs='+', default=list(SIZES),
@@ -254,7 +254,7 @@ def main(argv=None):
                     with contextlib.redirect_stderr(io.StringIO()):  # said below, in one line
                         train.parse_args(['--image', image, '--size', str(size)] + shlex.split(options))
                     utils.image_shape(utils.find_image(image))
-                except train.OptionError as error:
+                except commandline.OptionError as error:
                     parser.error(f"--variant {name}: {error.message}")
                 except utils.InputError as error:
                     parser.error(str(error))

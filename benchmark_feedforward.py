@@ -242,8 +242,8 @@ def report(rows):
 
 
 def main(argv=None):
-    from train import OneLineErrors
-    parser = OneLineErrors(description=__doc__.split('\n')[0])
+    import commandline
+    parser = commandline.OneLineErrors(description=__doc__.split('\n')[0])
     parser.add_argument('--images', nargs='+', default=list(IMAGES), help='textures (default: %(default)s)')
     parser.add_argument('--size', type=int, default=SIZE, help="the source's shorter side (default: %(default)s)")
     parser.add_argument('--minutes', type=float, default=MINUTES,

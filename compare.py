@@ -25,6 +25,7 @@ import shutil
 import time
 
 # No TensorFlow here, so --help and option errors answer at once: vgg_features loads it.
+import commandline
 import grading
 import jobs
 import report
@@ -39,7 +40,7 @@ DONE = ('finished', 'converged')
 
 
 def parse_args(argv=None):
-    parser = train.OneLineErrors(
+    parser = commandline.OneLineErrors(
         usage='%(prog)s --source SOURCE RESULT [RESULT ...] | --manifest CSV | --image IMAGE --sweep KEY=V1,V2 '
               '[train.py options]',
         description='Score textures against their source (--source, then the result images; or a class '
@@ -484,7 +485,7 @@ def main(argv=None, stop=None):
 
 def cli(argv=None):
     sweep = '--sweep' in ' '.join(argv if argv is not None else sys.argv)  # --sweep=... too
-    return utils.command_line(
+    return commandline.command_line(
         main, argv, after='this result', errors=(vgg_weights.WeightsError,),
         interrupted="interrupted: finished results are kept; rerun the same command to resume" if sweep
         else "interrupted: nothing written")

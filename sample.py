@@ -28,8 +28,8 @@ SHEET_HEIGHT = 256   # the contact sheet shows the source and the samples at one
 
 
 def build_parser():
-    from train import OneLineErrors  # no TensorFlow: --help answers at once
-    parser = OneLineErrors(description="New textures from a generator trained by train.py --feed-forward.")
+    import commandline  # no TensorFlow: --help answers at once
+    parser = commandline.OneLineErrors(description="New textures from a generator trained by train.py --feed-forward.")
     parser.add_argument('run_dir', metavar='RUN_DIR', help='the feed-forward run folder (holds generator.npz)')
     parser.add_argument('--output-size', default=OUTPUT_SIZE, metavar='WxH',
                         help='size of each sample, e.g. 1024 or 2048x1024 (default: %(default)s)')
@@ -106,10 +106,10 @@ def main(argv=None, stop=None):
 
 
 def cli(argv=None):
+    import commandline
     with quiet_stderr():
-        import utils
         import weights as vgg_weights
-    return utils.command_line(main, argv, after='this sample', errors=(vgg_weights.WeightsError,))
+    return commandline.command_line(main, argv, after='this sample', errors=(vgg_weights.WeightsError,))
 
 
 if __name__ == '__main__':

@@ -24,6 +24,7 @@ import types
 
 # Only modules without TensorFlow here: --help and a mistyped option answer at once. The rest
 # is imported where it is used, quietly, once the options and the images' sizes are checked.
+import commandline
 import generator_design
 import jobs
 import layers
@@ -66,41 +67,12 @@ BATCH_SIZE = 1
 FF_ITERATIONS = 2000
 
 
-class OneLineErrors(argparse.ArgumentParser):
-    """argparse, but a bad option is one line (with a pointer to --help), not usage + error, and
-    help text never breaks a word (a layer list stays conv3_1, not conv3 _1)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, formatter_class=WholeWords, **kwargs)
-        self.add_argument('--version', action='version', version=f'%(prog)s {utils.project_version()}')
-
-    def error(self, message):
-        line = f"{self.prog}: error: {message} (see --help)"
-        print(line, file=sys.stderr)
-        raise OptionError(line, message)
-
-
 class NonFiniteLoss(InputError):
     """The loss became NaN or infinite: the run stops, keeping its last finite step."""
 
 
-class OptionError(SystemExit):
-    """A bad option: exit code 2, as argparse's; `line` is the message shown (the API raises it),
-    `message` the part that says what is wrong."""
-
-    def __init__(self, line, message):
-        super().__init__(2)
-        self.line, self.message = line, message
-
-
-class WholeWords(argparse.HelpFormatter):
-    def _split_lines(self, text, width):
-        import textwrap
-        return textwrap.wrap(' '.join(text.split()), width, break_long_words=False, break_on_hyphens=False)
-
-
 def build_parser():
-    parser = OneLineErrors(
+    parser = commandline.OneLineErrors(
         description='Texture synthesis (--image) or style transfer (--content and --style) '
                     'with VGG16 Gram matrices.')
     mode = parser.add_argument_group('what to make (one of)')
@@ -428,7 +400,7 @@ def main(argv=None, stop=None):
 
 
 def run(argv=None, stop=None):
-    """One run; `stop` (a threading.Event, utils.stop_requests) ends it after the current step.
+    """One run; `stop` (a threading.Event, commandline.stop_requests) ends it after the current step.
 
     Returns what it made: .status, .run_dir, .image (result.png as saved, [H, W, 3] in [0, 1],
     or None), .history (the rows of history.csv) and .config (config.json's contents).
@@ -543,7 +515,7 @@ class Progress:
 
 def cli(argv=None):
     """main() with every expected failure turned into one line and an exit code."""
-    return utils.command_line(main, argv, errors=(vgg_weights.WeightsError,), by_name={
+    return commandline.command_line(main, argv, errors=(vgg_weights.WeightsError,), by_name={
         'ResourceExhaustedError': "out of memory at this size: try a smaller --output-size or --size"})
 
 

@@ -306,14 +306,13 @@ def resolve_weights_path(explicit=None, fetch=True, log=print):
 
 
 def main(argv=None):
-    import argparse
-    parser = argparse.ArgumentParser(
+    import commandline
+    parser = commandline.OneLineErrors(
         description="Fetch the real VGG16 weights into the cache (if they are not there yet), check them, "
                     "and print their path.")
     parser.add_argument('--force', action='store_true',
                         help='fetch again even if the cache has them (the old file is replaced only once the '
                              'new one is checked)')
-    parser.add_argument('--version', action='version', version=version_line())
     args = parser.parse_args(argv)
     try:
         if args.force:
@@ -324,11 +323,6 @@ def main(argv=None):
     except WeightsError as error:
         sys.exit(f"error: {error}")
     print(path)
-
-
-def version_line():
-    from utils import project_version
-    return f"%(prog)s {project_version()}"
 
 
 if __name__ == '__main__':

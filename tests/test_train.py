@@ -184,7 +184,7 @@ def test_ctrl_c_keeps_the_image_and_history(stop, small_texture, tiny_weights_pa
 
 
 def test_a_stop_request_during_start_up_leaves_no_run_folder(small_texture, tiny_weights_path, tmp_path):
-    # What the signal handler of utils.stop_requests sets, here before the run folder is made
+    # What the signal handler of commandline.stop_requests sets, here before the run folder is made
     # (Ctrl-C while TensorFlow loads): nothing was done, so nothing is left behind.
     stop = threading.Event()
     stop.set()

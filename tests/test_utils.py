@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+import commandline
 import utils
 import train
 
@@ -113,21 +114,21 @@ def test_wrapped_resize_keeps_a_tile_seamless():
 @pytest.mark.parametrize('stop', [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_signal_asks_first_and_raises_on_the_second(stop, capfd):
     # Python runs the handler right after os.kill returns, inside the block
-    before = {number: signal.getsignal(number) for number in utils.STOP_SIGNALS}
-    with utils.stop_requests() as requested:
+    before = {number: signal.getsignal(number) for number in commandline.STOP_SIGNALS}
+    with commandline.stop_requests() as requested:
         assert not requested.is_set()
         os.kill(os.getpid(), stop)
         assert requested.is_set()  # and no exception: the run stops at its next step
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), stop)
-    assert {number: signal.getsignal(number) for number in utils.STOP_SIGNALS} == before
+    assert {number: signal.getsignal(number) for number in commandline.STOP_SIGNALS} == before
     assert 'Ctrl-C again' in capfd.readouterr().err
 
 
 def test_the_stop_line_is_seen_while_stderr_is_captured(capfd):
     # A Ctrl-C during a run's first step comes while quiet_stderr holds fd 2 (TensorFlow's logs);
     # the line used to go into that capture file and was thrown away with it.
-    with utils.stop_requests(after='this run') as requested:
+    with commandline.stop_requests(after='this run') as requested:
         with utils.quiet_stderr():
             os.kill(os.getpid(), signal.SIGINT)
         assert requested.is_set()
@@ -136,7 +137,7 @@ def test_the_stop_line_is_seen_while_stderr_is_captured(capfd):
 
 def test_a_crash_prints_the_python_lines_it_came_from():
     # faulthandler._sigsegv() crashes the way a fault in TensorFlow's C++ code would
-    code = 'import utils, faulthandler; utils.report_crashes(); faulthandler._sigsegv()'
+    code = 'import commandline, faulthandler; commandline.report_crashes(); faulthandler._sigsegv()'
     result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == -signal.SIGSEGV
     assert 'Segmentation fault' in result.stderr and '<string>", line 1' in result.stderr
@@ -146,7 +147,7 @@ def test_stop_requests_outside_the_main_thread_never_stop():
     seen = []
 
     def worker():
-        with utils.stop_requests() as requested:
+        with commandline.stop_requests() as requested:
             seen.append(requested.is_set())
     thread = threading.Thread(target=worker)
     thread.start()
@@ -201,17 +202,17 @@ def test_command_line_turns_expected_failures_into_one_line_and_an_exit_code(cap
             raise error
         return main
 
-    assert utils.command_line(lambda argv, stop: 7, ['--x']) == 7  # main's own code passes through
+    assert commandline.command_line(lambda argv, stop: 7, ['--x']) == 7  # main's own code passes through
     cases = [(utils.InputError('no such image'), {}, 2, 'error: no such image'),
              (LookupError('weights missing'), {}, 2, 'error: weights missing'),       # one of `errors`
              (SomeLibraryError('OOM when allocating'), {'SomeLibraryError': 'out of memory'}, 2, 'error: out of memory'),
              (KeyboardInterrupt(), {}, 130, 'stopped early')]
     for error, by_name, code, line in cases:
-        assert utils.command_line(failing(error), ['--x'], interrupted='stopped early', errors=(LookupError,),
+        assert commandline.command_line(failing(error), ['--x'], interrupted='stopped early', errors=(LookupError,),
                                   by_name=by_name) == code
         assert capsys.readouterr().err.strip().splitlines() == [line]
     # Anything else is a bug: its traceback is what the user must report.
     with pytest.raises(SomeLibraryError):
-        utils.command_line(failing(SomeLibraryError('a bug')), ['--x'], by_name={'OtherError': 'no'})
+        commandline.command_line(failing(SomeLibraryError('a bug')), ['--x'], by_name={'OtherError': 'no'})
     with pytest.raises(ValueError):
-        utils.command_line(failing(ValueError('a bug')), ['--x'])
+        commandline.command_line(failing(ValueError('a bug')), ['--x'])
