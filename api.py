@@ -12,12 +12,14 @@ are found as it finds them. A bad value raises ValueError with the command line'
 one-line message; Ctrl-C (a notebook's interrupt) stops after the current step and
 returns what was made, with .status 'interrupted'.
 """
+import numbers
 import os
 
 import commandline
 import generator_design
 import train
 import utils
+from options import MAX_SEED
 
 __all__ = ['synthesize_texture', 'transfer_style', 'train_generator', 'sample']
 
@@ -44,6 +46,8 @@ def sample(run_dir, seed=0, size=1024):
     with utils.quiet_stderr():
         import feedforward
     shape = (size, size) if isinstance(size, int) else tuple(size)
+    if not (isinstance(seed, numbers.Integral) and 0 <= seed <= MAX_SEED):  # numpy's integers too
+        raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
     state, meta = _checked(lambda: generator_design.load_checkpoint(os.path.join(run_dir, generator_design.CHECKPOINT_NAME)))
     _checked(lambda: generator_design.check_sample_size(shape, meta.get('tileable', False)))
     with utils.quiet_stderr():

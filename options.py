@@ -23,6 +23,9 @@ PRECISIONS = ('float32', 'bfloat16')
 # The generator's Adam (train.py --feed-forward); 0.002-0.1 measured on texture1 (docs/feedforward.md).
 GENERATOR_LEARNING_RATE = 0.005
 WEIGHTING = 'mean'
+# Seeds become TensorFlow int64 scalars (the generator's noise) and numpy seeds: 32 bits is plenty
+# and keeps seed + count within both.
+MAX_SEED = 2 ** 32 - 1
 ITERATIONS = {'lbfgs': 200, 'adam': 2000}   # at one scale
 # each coarse stage of --scales; 140 L-BFGS iterations at half size (27 ms each at 256 px) reached the
 # baseline's loss 2-6% sooner than 100 on texture1 and texture4, with a lower final loss (docs/benchmarks.md)

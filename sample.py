@@ -7,7 +7,7 @@ RUN_DIR is a run folder made by `train.py --feed-forward`. Sample k is drawn
 from seed --seed + k, so the same seed always gives the same image, at a
 given size, on any machine (stateless noise, deterministic kernels); a larger
 --count only adds samples. The PNGs and a contact sheet of the source and the
-samples go to --out (default RUN_DIR/samples/), each written under a temporary
+first 8 samples go to --out (default RUN_DIR/samples/), each written under a temporary
 name and renamed, so none is ever half written.
 """
 import sys
@@ -25,6 +25,9 @@ OUTPUT_SIZE = '1024'
 COUNT = 4
 SEED = 0
 SHEET_HEIGHT = 256   # the contact sheet shows the source and the samples at one scale
+# ...and the first SHEET_SAMPLES of them: a sheet of thousands is unreadable, and keeping every
+# sample for it would hold --count images in memory (1000 at 1024 px: 12 GB).
+SHEET_SAMPLES = 8
 
 
 def build_parser():
@@ -44,15 +47,16 @@ def build_parser():
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    from options import parse_size  # no TensorFlow needed to check the options
+    from options import MAX_SEED, parse_size  # no TensorFlow needed to check the options
     try:
         args.shape = parse_size(args.output_size)
     except ValueError as error:
         parser.error(str(error))
-    if args.count < 1:
-        parser.error(f"--count must be at least 1, not {args.count}")
-    if args.seed < 0:
-        parser.error(f"--seed must be 0 or more, not {args.seed}")
+    if not 1 <= args.count <= MAX_SEED + 1:
+        parser.error(f"--count must be 1 to {MAX_SEED + 1} (one seed each), not {args.count}")
+    if not 0 <= args.seed <= MAX_SEED - args.count + 1:
+        parser.error(f"--seed must be 0 to {MAX_SEED - args.count + 1} (the last sample's seed is --seed + "
+                     f"--count - 1, at most {MAX_SEED}), not {args.seed}")
     args.out = args.out or os.path.join(args.run_dir, 'samples')
     return args
 
@@ -90,7 +94,8 @@ def main(argv=None, stop=None):
             seconds = time.perf_counter() - started
             path = utils.save_image(image, os.path.join(args.out, f'sample_{width}x{height}_seed{seed}.png'))
             written.append(path)
-            images.append(image)
+            if len(images) < SHEET_SAMPLES:
+                images.append(image)
             print(f"{path}: {seconds:.2f} s", file=sys.stderr)
             if stop is not None and stop.is_set():
                 break
@@ -101,8 +106,9 @@ def main(argv=None, stop=None):
         (image, f'seed {args.seed + index}') for index, image in enumerate(images)]
     sheet = os.path.join(args.out, f'sheet_{width}x{height}_seed{args.seed}-{args.seed + len(images) - 1}.png')
     utils.save_side_by_side(*zip(*shown), sheet, height=SHEET_HEIGHT)
-    print(f"{len(written)} samples in {args.out}, contact sheet {sheet}", file=sys.stderr)
-    return 130 if len(images) < args.count else 0
+    print(f"{len(written)} sample{'s' if len(written) != 1 else ''} in {args.out}, contact sheet {sheet}"
+          f"{f' (the first {len(images)})' if len(images) < len(written) else ''}", file=sys.stderr)
+    return 130 if len(written) < args.count else 0
 
 
 def cli(argv=None):

@@ -30,9 +30,9 @@ import jobs
 import layers
 import utils
 import weights as vgg_weights
-from options import (COARSE_MIN_SIDE, GENERATOR_LEARNING_RATE, ITERATIONS, MAX_STAGES, OPTIMIZERS, PRECISIONS,
-                     STYLE_LOSSES, SWD_WEIGHT, WEIGHTING, auto_precision, parse_blend, parse_layers, parse_numbers,
-                     parse_size, per_scale)
+from options import (COARSE_MIN_SIDE, GENERATOR_LEARNING_RATE, ITERATIONS, MAX_SEED, MAX_STAGES, OPTIMIZERS,
+                     PRECISIONS, STYLE_LOSSES, SWD_WEIGHT, WEIGHTING, auto_precision, parse_blend, parse_layers,
+                     parse_numbers, parse_size, per_scale)
 from utils import InputError, find_image, load_image, quiet_stderr
 
 SIZE = 256                 # texture: the source's shorter side; style transfer: the output's, at most
@@ -244,8 +244,8 @@ def parse_args(argv=None):
     args.save_every = SAVE_EVERY[method(args)] if args.save_every is None else args.save_every
     if args.size < 1:
         parser.error("--size must be at least 1")
-    if args.seed < 0:
-        parser.error(f"--seed must be 0 or more, not {args.seed}")
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error(f"--seed must be 0 to {MAX_SEED}, not {args.seed}")
     if args.weights is not None and not os.path.isfile(args.weights):
         parser.error(f"--weights {args.weights}: no such file")
     if args.save_every < 0:

@@ -159,6 +159,9 @@ def test_the_api_covers_style_transfer_and_generators(tiny_weights_path, tmp_pat
     np.testing.assert_array_equal(image, api.sample(trained.run_dir, seed=3, size=(40, 72)))
     with pytest.raises(ValueError, match='too small for the generator'):
         api.sample(trained.run_dir, size=16)
+    for seed in (-1, 2 ** 70, 1.5):
+        with pytest.raises(ValueError, match='seed must be an integer from 0 to'):
+            api.sample(trained.run_dir, seed=seed, size=32)
 
 
 def test_api_arguments_are_the_options():

@@ -389,6 +389,22 @@ def test_sample_py_writes_the_same_images_for_the_same_seed(trained_run, tmp_pat
     assert first.shape == (64, 96, 3)
 
 
+def test_the_contact_sheet_shows_the_first_samples_of_many(trained_run, tmp_path):
+    """Ten samples: ten PNGs, and a sheet of the source and the first SHEET_SAMPLES (8), not all ten
+    (each kept in memory for the sheet, a --count of thousands at 1024 px once meant gigabytes)."""
+    import sample
+    out = tmp_path / 'many'
+    result = run_script('sample.py', [trained_run, '--output-size', '32', '--count', '10', '--out', str(out)])
+    assert result.returncode == 0, result.stderr
+    assert len([name for name in os.listdir(out) if name.startswith('sample_')]) == 10
+    assert sample.SHEET_SAMPLES == 8 and os.listdir(out).count('sheet_32x32_seed0-7.png') == 1
+    assert '10 samples in' in result.stderr and '(the first 8)' in result.stderr
+    eight = run_script('sample.py', [trained_run, '--output-size', '32', '--count', '8', '--out', str(tmp_path / 'eight')])
+    assert eight.returncode == 0 and '(the first' not in eight.stderr, eight.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(out / 'sheet_32x32_seed0-7.png')),
+                                  np.asarray(Image.open(tmp_path / 'eight' / 'sheet_32x32_seed0-7.png')))
+
+
 FEED_FORWARD_BAD_INPUTS = [
     (['--feed-forward', '--optimizer', 'adam'], '--optimizer does not go with --feed-forward'),
     (['--feed-forward', '--init', 'uniform'], '--init does not go with --feed-forward'),
@@ -466,7 +482,9 @@ def test_sample_py_bad_inputs(trained_run, tmp_path):
     cases = [([damaged[what]], message) for what, message in DAMAGED_MESSAGES.items()] + [
              ([trained_run, '--output-size', '16'], 'too small for the generator'),
              ([trained_run, '--output-size', '100000'], 'GB of memory'),
-             ([trained_run, '--count', '0'], '--count must be at least 1'),
+             ([trained_run, '--count', '0'], '--count must be 1 to'),
+             ([trained_run, '--seed', str(2 ** 70)], '--seed must be 0 to'),  # was an OverflowError traceback
+             ([trained_run, '--seed', str(2 ** 32 - 2), '--count', '3'], 'at most 4294967295'),
              ([trained_run, '--output-size', 'big'], '--output-size must look like'),
              ([str(tmp_path / 'nowhere')], 'is not a run folder')]
     for args, message in cases:
