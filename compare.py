@@ -29,6 +29,7 @@ import commandline
 import grading
 import jobs
 import report
+import runs
 import train
 import utils
 import weights as vgg_weights
@@ -350,30 +351,11 @@ def finished_run(run_dir):
     return (config, history) if history and {'image', 'size'} <= set(config) else None
 
 
-@contextlib.contextmanager
 def sweep_lock(folder):
     """One sweep per report folder at a time: a second identical command would delete the first's
-    running configuration and write into its report. The lock goes with the process."""
-    path = os.path.join(folder, '.lock')
-    try:
-        handle = open(path, 'a+')
-    except OSError as error:
-        raise InputError(f"cannot write to {folder}: {error.strerror or error}") from None
-    try:
-        try:
-            import fcntl
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # Windows
-            import msvcrt
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-    except OSError:
-        handle.close()
-        raise InputError(f"another compare.py is running this sweep in {folder}: wait for it to finish, "
-                         "or give this one another --name") from None
-    try:
-        yield
-    finally:
-        handle.close()
+    running configuration and write into its report."""
+    return contextlib.closing(runs.folder_lock(folder, f"another compare.py is running this sweep in {folder}: "
+                                               "wait for it to finish, or give this one another --name"))
 
 
 def run_sweep(args, network_weights, stop=None):

@@ -70,6 +70,7 @@ def feedforward_job(args):
     image_path, source = texture_source(args)
     state, history = None, []
     if getattr(args, 'run_dir', None):  # --resume
+        runs.training_lock(args.run_dir).close()  # one clear line now; train.run holds it for the training
         state, _ = generator_design.load_checkpoint(os.path.join(args.run_dir, generator_design.CHECKPOINT_NAME))
         history = runs.read_history(args.run_dir)
         done = int(state.get('global_step', 0))

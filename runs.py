@@ -9,6 +9,7 @@
         comparison.png    the inputs and the result side by side, at one scale
         generator.npz     feed-forward: the checkpoint (weights, Adam's state, step), for --resume and sample.py
         savedmodel/       feed-forward: the generator as a TensorFlow SavedModel (README, Feed-forward)
+        .lock             feed-forward: held while a train.py trains it, so a --resume meanwhile is refused
 """
 import csv
 import datetime
@@ -27,6 +28,36 @@ import utils
 import weights as vgg_weights
 from options import PRECISIONS, STYLE_LOSSES
 from utils import InputError, quiet_stderr
+
+
+def training_lock(run_dir):
+    """folder_lock for a generator's run folder: the training holds it, a --resume meanwhile is
+    refused (both would write the same checkpoint, history and sheets)."""
+    return folder_lock(run_dir, f"{run_dir} is being trained by another train.py: let it finish (Ctrl-C there "
+                                "saves a checkpoint), then --resume it")
+
+
+def folder_lock(folder, busy):
+    """An open file holding an exclusive lock on `folder`/.lock: one process at a time writes the
+    folder (a sweep's report, a generator's run). Close it to release; the process's end does too,
+    however it ends. InputError(busy) if another process holds it; the file itself stays (deleting
+    it could let two processes lock two different files)."""
+    path = os.path.join(folder, '.lock')
+    try:
+        handle = open(path, 'a+')
+    except OSError as error:
+        raise InputError(f"cannot write to {folder}: {error.strerror or error}") from None
+    try:
+        try:
+            import fcntl
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # Windows
+            import msvcrt
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+    except OSError:
+        handle.close()
+        raise InputError(busy) from None
+    return handle
 
 
 def make_run_dir(out, stem, name=None):

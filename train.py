@@ -406,8 +406,6 @@ def run(argv=None, stop=None):
     or None), .history (the rows of history.csv) and .config (config.json's contents).
     """
     args = parse_args(argv)
-    from tqdm.auto import tqdm  # a widget in Jupyter, the text bar in a terminal
-
     import runs
     if args.feed_forward:
         job = jobs.feedforward_job(args)
@@ -429,6 +427,14 @@ def run(argv=None, stop=None):
         run_dir = runs.make_run_dir(args.out, job.stem, args.name)
         config = {**job.config, **settings(args), **runs.environment(weights_path),
                   'status': 'running', 'run_dir': os.path.abspath(run_dir)}
+    # A generator's folder is locked while it trains: a --resume of it meanwhile is refused.
+    with contextlib.closing(runs.training_lock(run_dir)) if args.feed_forward else contextlib.nullcontext():
+        return run_in(run_dir, job, args, config, network_weights, tf, stop)
+
+
+def run_in(run_dir, job, args, config, network_weights, tf, stop):
+    """run()'s steps, saves and outputs, in `run_dir`, from its config.json on."""
+    from tqdm.auto import tqdm  # a widget in Jupyter, the text bar in a terminal
     utils.save_json(config, os.path.join(run_dir, 'config.json'))
     print(f"writing to {run_dir}", file=sys.stderr)
 

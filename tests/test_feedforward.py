@@ -1,4 +1,5 @@
 """The feed-forward generator: its network, its training, checkpoints, sampling, the SavedModel, the CLI."""
+import contextlib
 import csv
 import glob
 import json
@@ -335,7 +336,7 @@ def trained_run(tiny_weights_path, tmp_path, capsys):
 
 
 def test_feed_forward_run_writes_its_folder(trained_run):
-    assert sorted(os.listdir(trained_run)) == ['comparison.png', 'config.json', 'generator.npz', 'history.csv',
+    assert sorted(os.listdir(trained_run)) == ['.lock', 'comparison.png', 'config.json', 'generator.npz', 'history.csv',
                                                'loss.png', 'result.png', 'savedmodel', 'steps']
     assert sorted(os.listdir(os.path.join(trained_run, 'steps'))) == ['step_00003.png', 'step_00006.png']
     assert Image.open(os.path.join(trained_run, 'result.png')).size == (64, 64)
@@ -474,6 +475,18 @@ def test_resume_bad_inputs(trained_run, tiny_weights_path, tmp_path):
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not loaded, args
+
+
+def test_a_generator_being_trained_cannot_be_resumed_meanwhile(trained_run, tiny_weights_path, tmp_path):
+    """Both would write one checkpoint, history and sheets; the second is refused at once."""
+    import runs
+    with contextlib.closing(runs.training_lock(trained_run)):  # as train.py holds it while it trains
+        result, loaded = run_without_tensorflow(tmp_path, ['train.py', '--resume', trained_run, '--iterations', '9',
+                                                           '--weights', tiny_weights_path])
+    assert result.returncode == 2 and 'is being trained by another train.py' in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not loaded
+    resumed = run_script('train.py', ['--resume', trained_run, '--iterations', '7', '--weights', tiny_weights_path])
+    assert resumed.returncode == 0, resumed.stderr  # free again once released
 
 
 def test_sample_py_bad_inputs(trained_run, tmp_path):
