@@ -234,7 +234,12 @@ def save_generator_step(run_dir, step, trainer, history, source, checkpoint_sett
     state = trainer.state()
     generator_design.save_checkpoint(state, os.path.join(run_dir, generator_design.CHECKPOINT_NAME), checkpoint_settings)
     images, labels = zip(*feedforward.preview_sheet(source, trainer.samples()))
-    utils.save_side_by_side(images, labels, os.path.join(run_dir, 'steps', f'step_{step:05d}.png'))
+    steps = os.path.join(run_dir, 'steps')  # a resumed folder may have none (benchmark_feedforward's, or deleted)
+    try:
+        os.makedirs(steps, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot write {steps}: {error.strerror or error}") from None
+    utils.save_side_by_side(images, labels, os.path.join(steps, f'step_{step:05d}.png'))
     utils.save_csv(history, os.path.join(run_dir, 'history.csv'))
 
 

@@ -474,7 +474,7 @@ def run_in(run_dir, job, args, config, network_weights, tf, stop):
         status = 'failed: the loss became NaN or infinite'
         raise
     except Exception as error:  # keep what was made, then let cli() report the error
-        status = f'failed: {type(error).__name__}'
+        status = f'failed: {error}' if isinstance(error, InputError) else f'failed: {type(error).__name__}'
         raise
     finally:
         bar.close()

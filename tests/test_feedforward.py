@@ -356,8 +356,11 @@ def test_feed_forward_run_writes_its_folder(trained_run):
 
 
 def test_resume_continues_to_the_new_step_count(trained_run, tiny_weights_path, capsys):
-    code = train.cli(['--resume', trained_run, '--iterations', '3,6', '--weights', tiny_weights_path])
+    shutil.rmtree(os.path.join(trained_run, 'steps'))  # benchmark_feedforward's folders have none: it is made again
+    code = train.cli(['--resume', trained_run, '--iterations', '3,6', '--weights', tiny_weights_path,
+                      '--save-every', '9'])
     assert code == 0, capsys.readouterr().err
+    assert os.listdir(os.path.join(trained_run, 'steps')) == ['step_00009.png']
     config = json.load(open(os.path.join(trained_run, 'config.json')))
     assert config['iterations_done'] == 9 and config['resumed_at'] == [6] and config['status'] == 'finished'
     assert config['iterations'] == [3, 6]
