@@ -13,6 +13,7 @@ else --size, and a result whose size does not fit that scale is marked.
 import csv
 import json
 import os
+import re
 
 import numpy as np
 
@@ -71,6 +72,9 @@ EXPLANATIONS = {
                     "over 1 is better than the tool's own texture",
 }
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+# sample.py's contact sheet beside the samples it writes: the source is in it, so scored as a
+# result it would be flagged a copy. Skipped, with a line.
+SAMPLE_SHEET = re.compile(r'sheet_\d+x\d+_seed\d+-\d+\.png')
 
 
 # ---------------------------------------------------------------- submissions
@@ -80,13 +84,16 @@ def find_submissions(paths):
 
     A file is one submission, named by its stem. A folder holds one submission per sub-folder
     (named by it: its result.png, or its only image, or each image as 'folder/stem') and per
-    image file in it (named by its stem). Files that are not images are skipped with a reason,
+    image file in it (named by its stem); a folder with a result.png (a train.py run folder) is
+    one submission itself. Files that are not images are skipped with a reason,
     not an abort: [(path, why)]. Submissions: [{'name', 'path', 'config'}], the config being the
     run's config.json beside the image, when there is one.
     """
     found, skipped = [], []
     for path in paths:
-        if os.path.isdir(path):
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, 'result.png')):  # not its loss.png too
+            found += folder_submission(path, os.path.basename(os.path.abspath(path)), skipped)
+        elif os.path.isdir(path):
             for entry in sorted(os.listdir(path)):
                 if entry.startswith('.'):
                     continue
@@ -180,6 +187,9 @@ def folder_submission(folder, name, skipped):
 
 
 def image_submission(path, name, skipped):
+    if SAMPLE_SHEET.fullmatch(os.path.basename(path)):
+        skipped.append((path, "sample.py's contact sheet (the source beside the samples), not a result"))
+        return []
     try:
         utils.image_shape(path)
     except InputError as error:

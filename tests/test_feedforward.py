@@ -384,6 +384,9 @@ def test_sample_py_writes_the_same_images_for_the_same_seed(trained_run, tmp_pat
     assert 'Traceback' not in result.stderr
     assert sorted(os.listdir(out)) == ['sample_96x64_seed2.png', 'sample_96x64_seed3.png',
                                        'sample_96x64_seed4.png', 'sheet_96x64_seed2-4.png']
+    import grading  # compare.py on the folder: the samples, not the sheet (it holds the source)
+    found, skipped = grading.find_submissions([out])
+    assert len(found) == 3 and [os.path.basename(path) for path, _ in skipped] == ['sheet_96x64_seed2-4.png']
     again = run_script('sample.py', [trained_run, '--output-size', '96x64', '--count', '1', '--seed', '3',
                                      '--out', str(tmp_path / 'again')])
     assert again.returncode == 0, again.stderr

@@ -154,6 +154,23 @@ def test_folders_of_submissions_are_found_and_named(classroom):
     assert sorted(os.path.basename(path) for path, _ in skipped) == ['dave', 'notes.txt']
 
 
+def test_a_run_folder_given_is_one_submission_and_sample_sheets_are_skipped(classroom):
+    """A run folder named on the command line is its result, not its loss.png and comparison.png
+    too; sample.py's contact sheet holds the source, so as a result it would be a 'copy'."""
+    alice = classroom / 'alice'
+    save_image(np.zeros((32, 48, 3)), str(alice / 'loss.png'))
+    found, skipped = grading.find_submissions([str(alice)])
+    assert [(s['name'], os.path.basename(s['path'])) for s in found] == [('alice', 'result.png')] and not skipped
+    samples = classroom / 'samples'
+    samples.mkdir()
+    for name in ('sample_64x64_seed0.png', 'sample_64x64_seed1.png', 'sheet_64x64_seed0-1.png'):
+        save_image(np.zeros((64, 64, 3)), str(samples / name))
+    found, skipped = grading.find_submissions([str(samples), str(samples / 'sheet_64x64_seed0-1.png')])
+    assert [s['name'] for s in found] == ['sample_64x64_seed0', 'sample_64x64_seed1']
+    assert [os.path.basename(path) for path, _ in skipped] == ['sheet_64x64_seed0-1.png'] * 2
+    assert "sample.py's contact sheet" in skipped[0][1]
+
+
 def test_a_class_is_graded_in_one_command(classroom, tiny_weights_path, tmp_path, capsys):
     out = str(tmp_path / 'reports')
     code = compare.cli(['--source', 'texture1.jpg', '--size', '64', str(classroom), '--weights', tiny_weights_path,
