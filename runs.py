@@ -148,6 +148,8 @@ def finish(run_dir, image, history, config, shown, plotted, status, iterations, 
 def read_config(run_dir):
     """A run folder's config.json; InputError when there is none or it is damaged."""
     path = os.path.join(run_dir, 'config.json')
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):  # an image given for its folder, say
+        raise InputError(f"{run_dir} is a file, not a run folder (the folder train.py wrote)")
     try:
         with open(path) as handle:
             config = json.load(handle)

@@ -505,7 +505,8 @@ def test_sample_py_bad_inputs(trained_run, tmp_path):
              ([trained_run, '--seed', str(2 ** 70)], '--seed must be 0 to'),  # was an OverflowError traceback
              ([trained_run, '--seed', str(2 ** 32 - 2), '--count', '3'], 'at most 4294967295'),
              ([trained_run, '--output-size', 'big'], '--output-size must look like'),
-             ([str(tmp_path / 'nowhere')], 'is not a run folder')]
+             ([str(tmp_path / 'nowhere')], 'is not a run folder'),
+             ([os.path.join(trained_run, 'result.png')], 'is a file, not a run folder')]
     for args, message in cases:
         result, loaded = run_without_tensorflow(tmp_path, ['sample.py', *args, '--out', str(tmp_path / 'out')])
         assert result.returncode == 2, (args, result.stderr)
