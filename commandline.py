@@ -92,7 +92,6 @@ def stop_requests(after='this step'):
         os.close(terminal)
 
 
-
 def command_line(main, argv=None, after='this step', interrupted='interrupted', errors=(), by_name=None):
     """`main(argv, stop)` as a command (stop: stop_requests' event): its exit code, and every
     expected failure one line on stderr, not a traceback. InputError and `errors` exit 2, as
